@@ -1,0 +1,5 @@
+import sys
+
+from emotion_edge.main import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""The `emotion-edge` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from emotion_edge import __version__
+from emotion_edge.training.cli import add_train
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotion-edge", description="Real-time facial-emotion sensor for the Raspberry Pi.")
+    parser.add_argument("--version", action="version", version=f"emotion-edge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in {"tensorflow", "keras", "matplotlib", "sklearn"}:
+            print(f"emotion-edge {args.command}: needs the workstation extra ({exc.name} is missing); "
+                  "install it with: pip install 'emotion-edge[train]'", file=sys.stderr)
+            return 2
+        raise
+    except (CliError, ValueError, OSError) as exc:
+        print(f"emotion-edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

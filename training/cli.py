@@ -1,0 +1,60 @@
+"""`emotion-edge train` and `emotion-edge evaluate`: argument parsing only; TensorFlow loads on use."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from emotion_edge.training.train import TrainConfig
+
+def use_fast_cpu_kernels() -> None:
+    """oneDNN convolutions train FER nets ~2x faster on x86 CPUs; must be set before TensorFlow loads."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default)}
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a network on FER2013 (workstation)",
+                       description="Train a network on FER2013 into a resumable run folder with reports.")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
+    p.add_argument("--run-dir", required=True, type=Path, help="run folder (created; reused with --resume)")
+    p.add_argument("--arch", default=_DEFAULTS["arch"], choices=["edge-vgg", "seed-model2", "seed-cnn"])
+    p.add_argument("--classes", default="", help="comma-separated subset, e.g. angry,happy,sad,surprise,neutral")
+    p.add_argument("--protocol", default=_DEFAULTS["protocol"], choices=["official", "stratified"],
+                   help="official Training/PublicTest/PrivateTest, or the seed paper's stratified 80:10:10")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"])
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=_DEFAULTS["learning_rate"])
+    p.add_argument("--label-smoothing", type=float, default=_DEFAULTS["label_smoothing"])
+    p.add_argument("--class-weight", default=_DEFAULTS["class_weight"], choices=["none", "sqrt", "balanced"])
+    p.add_argument("--patience", type=int, default=_DEFAULTS["patience"], help="early-stopping patience (epochs)")
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-tta", action="store_true", help="no horizontal-flip averaging in the reports")
+    p.add_argument("--skip-bad", action="store_true", help="skip and count bad records instead of stopping")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    use_fast_cpu_kernels()
+    from emotion_edge.training.train import train
+
+    config = TrainConfig(
+        data=args.data, run_dir=str(args.run_dir), arch=args.arch,
+        classes=[c for c in args.classes.split(",") if c.strip()], protocol=args.protocol,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        label_smoothing=args.label_smoothing, class_weight=args.class_weight, patience=args.patience,
+        seed=args.seed, augment=not args.no_augment, tta=not args.no_tta, skip_bad=args.skip_bad, limit=args.limit,
+    )
+    metrics = train(config, resume=args.resume)
+    val = metrics["val"]
+    print(f"{args.run_dir}: validation accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
+          f"(best epoch {metrics['best_epoch']} of {metrics['epochs_done']})")
+    return 0

@@ -1,0 +1,96 @@
+"""Network architectures, written in backend-neutral Keras 3 (TensorFlow here, JAX on a GPU host).
+
+Inputs are the contract's normalized faces: float32 (48, 48, 1) in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers
+
+from emotion_edge.device.contract import ModelContract
+
+
+def _conv_bn_relu(x, filters: int, kernel: int, padding: str = "same", name: str | None = None):
+    # The conv needs no bias: BatchNorm's beta supplies it, and the int8 converter folds BN in.
+    x = layers.Conv2D(filters, kernel, padding=padding, use_bias=False, name=name)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def seed_model2(contract: ModelContract) -> keras.Model:
+    """The seed paper's Model 2, layer for layer."""
+    inputs = keras.Input(contract.input_shape, name="face")
+    x = _conv_bn_relu(inputs, 64, 5, padding="valid")
+    x = _conv_bn_relu(x, 64, 4, padding="valid")
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Dropout(0.5)(x)
+    x = _conv_bn_relu(x, 32, 3, padding="valid")
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="seed_model2")
+
+
+def seed_cnn(contract: ModelContract) -> keras.Model:
+    """The seed paper's 7-class Model 1: a plain three-stage CNN with a wide dense head."""
+    inputs = keras.Input(contract.input_shape, name="face")
+    x = inputs
+    for filters in (32, 64, 128):
+        x = _conv_bn_relu(x, filters, 3)
+        x = _conv_bn_relu(x, filters, 3)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(512, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+def edge_vgg(contract: ModelContract, widths: tuple[int, ...] = (32, 64, 128, 256)) -> keras.Model:
+    """The project's own net, built for accuracy per Pi-millisecond.
+
+    VGG-style 3x3 stacks (the family behind the best single FER2013 nets) but a
+    single conv at full 48x48 resolution, where convs cost the most, two convs
+    per lower-resolution stage, and global average pooling instead of a wide
+    dense head: ~1.2 M parameters, ~85 M MACs, int8-friendly (no depthwise).
+    """
+    inputs = keras.Input(contract.input_shape, name="face")
+    x = _conv_bn_relu(inputs, widths[0], 3)
+    x = layers.MaxPooling2D(2)(x)
+    for stage, filters in enumerate(widths[1:], start=1):
+        x = _conv_bn_relu(x, filters, 3)
+        x = _conv_bn_relu(x, filters, 3)
+        if stage < len(widths) - 1:
+            x = layers.MaxPooling2D(2)(x)
+        x = layers.SpatialDropout2D(0.1 * stage)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(256, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="edge_vgg")
+
+
+ARCHITECTURES: dict[str, Callable[[ModelContract], keras.Model]] = {
+    "seed-cnn": seed_cnn,
+    "seed-model2": seed_model2,
+    "edge-vgg": edge_vgg,
+}
+
+
+def build_model(name: str, contract: ModelContract) -> keras.Model:
+    try:
+        factory = ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
+    return factory(contract)

@@ -1,0 +1,245 @@
+"""Train a network on FER2013 into a self-describing run folder that can be resumed.
+
+Run folder:
+  config.json            the TrainConfig used
+  history.csv            per-epoch loss/accuracy (Keras CSVLogger), appended on resume
+  model.keras            best inference model on the validation split (no augmentation layers)
+  checkpoint.keras       last epoch's training model with optimizer state, for --resume
+  state.json             epochs done, best validation accuracy, early-stopping patience used
+  curves.png, confusion_matrix.png, classification_report.{txt,json}, metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emotion_edge.device.contract import ModelContract, labels_for, normalize
+from emotion_edge.training.fer2013 import load_fer2013
+from emotion_edge.training.reports import metrics_dict, plot_curves, write_json, write_split_reports
+from emotion_edge.training.splits import Split, make_splits
+
+log = logging.getLogger(__name__)
+
+CORE_NAME = "core"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    run_dir: str
+    arch: str = "edge-vgg"
+    classes: list[str] = field(default_factory=list)  # empty: all seven
+    protocol: str = "official"
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    label_smoothing: float = 0.1
+    class_weight: str = "sqrt"  # none | sqrt | balanced
+    patience: int = 15
+    seed: int = 1234
+    augment: bool = True
+    skip_bad: bool = False
+    tta: bool = True
+    limit: int = 0  # use only the first N training faces (smoke runs); 0 = all
+
+    def contract(self) -> ModelContract:
+        return ModelContract(labels=labels_for(self.classes))
+
+
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, float] | None:
+    """Weights that lift rare classes (FER2013's `disgust` is 16x rarer than `happy`).
+
+    `sqrt` lifts them less than full `balanced` inverse frequency, which costs
+    overall accuracy on FER2013; both are scaled so the average sample weight is 1.
+    """
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(float)
+    inverse = np.where(counts > 0, counts.sum() / np.maximum(counts, 1.0), 0.0)
+    if mode == "sqrt":
+        inverse = np.sqrt(inverse)
+    elif mode != "balanced":
+        raise ValueError(f"unknown class weighting {mode!r}; use none, sqrt or balanced")
+    inverse *= counts.sum() / float((inverse * counts).sum())
+    return {k: float(w) for k, w in enumerate(inverse)}
+
+
+def augmenter(seed: int):
+    """Random flips, shifts, rotations, zooms, brightness and erasing, as Keras layers so they run on any backend."""
+    import keras
+    from keras import layers
+
+    steps = [
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 2),
+        layers.RandomZoom((-0.1, 0.1), fill_mode="nearest", seed=seed + 3),
+        layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
+        layers.RandomContrast(0.2, value_range=(0.0, 1.0), seed=seed + 5),
+    ]
+    if hasattr(layers, "RandomErasing"):
+        steps.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), value_range=(0.0, 1.0), seed=seed + 6))
+    return keras.Sequential(steps, name="augment")
+
+
+def _training_model(core, contract: ModelContract, augment: bool, seed: int):
+    import keras
+
+    inputs = keras.Input(contract.input_shape, name="face")
+    x = augmenter(seed)(inputs) if augment else inputs
+    return keras.Model(inputs, core(x), name="trainer")
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(config.warmup_epochs * steps_per_epoch, total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate * 0.1 if warmup else config.learning_rate,
+        decay_steps=total - warmup,
+        alpha=0.01,
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def _compile(model, config: TrainConfig, steps_per_epoch: int) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.AdamW(_lr_schedule(config, steps_per_epoch), weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+        jit_compile=True,  # XLA: ~15% faster on CPU, and what JAX does anyway
+    )
+
+
+def _callbacks(run: Path, core_name: str, config: TrainConfig, state: dict):
+    """Keras callbacks: best-model export, resumable checkpoint, early stopping, CSV history."""
+    import keras
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = float((logs or {}).get("val_accuracy", 0.0))
+            if accuracy > state["best_val_accuracy"]:
+                state.update(best_val_accuracy=accuracy, best_epoch=epoch + 1, wait=0)
+                _atomic_save(self.model.get_layer(core_name), run / "model.keras")
+            else:
+                state["wait"] += 1
+            state["epochs_done"] = epoch + 1
+            _atomic_save(self.model, run / "checkpoint.keras")
+            write_json(run / "state.json", state)
+            log.info("epoch %d: val_accuracy %.4f (best %.4f at %d)", epoch + 1, accuracy,
+                     state["best_val_accuracy"], state["best_epoch"])
+            if state["wait"] >= config.patience:
+                log.info("early stop: no validation improvement for %d epochs", config.patience)
+                self.model.stop_training = True
+
+    return [
+        Checkpoint(),
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=state["epochs_done"] > 0),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def _atomic_save(model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)  # a kill mid-save never destroys the last good file
+
+
+def _prepare(split: Split, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    return normalize(split.images), np.eye(num_classes, dtype=np.float32)[split.labels]
+
+
+def predict_probs(model, images: np.ndarray, tta: bool, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for uint8 faces; `tta` averages with the horizontal mirror."""
+    x = normalize(images)
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if tta:
+        probs = (probs + model.predict(x[:, :, ::-1, :], batch_size=batch_size, verbose=0)) / 2.0
+    return np.asarray(probs, dtype=np.float64)
+
+
+def train(config: TrainConfig, resume: bool = False) -> dict:
+    """Train (or resume) and write every report; returns metrics.json's content."""
+    import keras
+
+    from emotion_edge.training.models import build_model
+
+    run = Path(config.run_dir)
+    state_path = run / "state.json"
+    resuming = resume and state_path.exists() and (run / "checkpoint.keras").exists()
+    if resuming:
+        saved = json.loads((run / "config.json").read_text())
+        config = TrainConfig(**{**saved, "epochs": config.epochs, "run_dir": str(run), "data": config.data})
+    run.mkdir(parents=True, exist_ok=True)
+    write_json(run / "config.json", asdict(config))
+    keras.utils.set_random_seed(config.seed)
+
+    contract = config.contract()
+    data = load_fer2013(config.data, skip_bad=config.skip_bad)
+    splits = make_splits(data, contract.labels, config.protocol, config.seed)
+    train_split = splits["train"]
+    if config.limit:
+        train_split = Split(train_split.images[: config.limit], train_split.labels[: config.limit])
+    x_train, y_train = _prepare(train_split, contract.num_classes)
+    x_val, y_val = _prepare(splits["val"], contract.num_classes)
+    steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
+
+    if resuming:
+        state = json.loads(state_path.read_text())
+        model = keras.models.load_model(run / "checkpoint.keras")
+        log.info("resuming after epoch %d", state["epochs_done"])
+    else:
+        state = {"epochs_done": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0}
+        core = build_model(config.arch, contract)
+        core.name = CORE_NAME
+        model = _training_model(core, contract, config.augment, config.seed)
+        _compile(model, config, steps_per_epoch)
+
+    if state["epochs_done"] < config.epochs and state["wait"] < config.patience:
+        model.fit(
+            x_train, y_train,
+            validation_data=(x_val, y_val),
+            epochs=config.epochs,
+            initial_epoch=state["epochs_done"],
+            batch_size=config.batch_size,
+            class_weight=class_weights(train_split.labels, contract.num_classes, config.class_weight),
+            callbacks=_callbacks(run, CORE_NAME, config, state),
+            shuffle=True,
+            verbose=2 if not os.isatty(1) else 1,
+        )
+    return write_run_reports(run, config, splits["val"], contract)
+
+
+def write_run_reports(run: Path, config: TrainConfig, val: Split, contract: ModelContract) -> dict:
+    """Reports on the validation split only: the test split is touched by `evaluate`, once per final model."""
+    import keras
+
+    best = keras.models.load_model(run / "model.keras")
+    plot_curves(run / "history.csv", run / "curves.png")
+    probs = predict_probs(best, val.images, tta=config.tta)
+    metrics = write_split_reports(run, "val", val.labels, probs, contract.labels)
+    state = json.loads((run / "state.json").read_text())
+    payload = {
+        "arch": config.arch,
+        "labels": list(contract.labels),
+        "preprocessing": contract.preprocessing,
+        "parameters": int(best.count_params()),
+        "epochs_done": state["epochs_done"],
+        "best_epoch": state["best_epoch"],
+        "tta": config.tta,
+        "val": metrics_dict(metrics),
+    }
+    write_json(run / "metrics.json", payload)
+    return payload
