@@ -7,7 +7,8 @@ import logging
 import sys
 
 from emotion_edge import __version__
-from emotion_edge.training.cli import add_train
+from emotion_edge.quantize.cli import add_quantize
+from emotion_edge.training.cli import add_evaluate, add_train
 
 
 class CliError(Exception):
@@ -20,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train(sub)
+    add_evaluate(sub)
+    add_quantize(sub)
     return parser
 
 

@@ -97,19 +97,13 @@ def resize_face(gray: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     return cv2.resize(gray, (size, size), interpolation=interpolation)
 
 
-def square_box(
-    box: tuple[int, int, int, int], frame_shape: tuple[int, ...], margin: float = DEFAULT_FACE_MARGIN
-) -> tuple[int, int, int, int]:
-    """Widen an (x, y, w, h) detector box by `margin` into a square clipped to the frame."""
+def square_box(box: tuple[int, int, int, int], margin: float = DEFAULT_FACE_MARGIN) -> tuple[int, int, int]:
+    """Widen an (x, y, w, h) detector box by `margin` into a square (x0, y0, side); may extend past the frame."""
     x, y, w, h = box
-    side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
-    height, width = frame_shape[:2]
-    x0 = int(round(max(0.0, cx - side / 2.0)))
-    y0 = int(round(max(0.0, cy - side / 2.0)))
-    x1 = int(round(min(float(width), cx + side / 2.0)))
-    y1 = int(round(min(float(height), cy + side / 2.0)))
-    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+    side = max(1, int(round(max(w, h) * (1.0 + 2.0 * margin))))
+    x0 = int(round(x + w / 2.0 - side / 2.0))
+    y0 = int(round(y + h / 2.0 - side / 2.0))
+    return x0, y0, side
 
 
 def crop_face(
@@ -118,10 +112,24 @@ def crop_face(
     size: int = INPUT_SIZE,
     margin: float = DEFAULT_FACE_MARGIN,
 ) -> np.ndarray:
-    """Cut one face out of a camera frame as the model's uint8 input crop."""
+    """Cut one face out of a camera frame as the model's uint8 input crop.
+
+    A face at the frame's edge is padded by replicating the border rather than
+    clipped, so its geometry (and aspect) stays what the model was trained on.
+    """
     gray = to_gray(frame)
-    x, y, w, h = square_box(box, gray.shape, margin)
-    return resize_face(gray[y : y + h, x : x + w], size)
+    x0, y0, side = square_box(box, margin)
+    height, width = gray.shape
+    top, left = max(0, -y0), max(0, -x0)
+    bottom, right = max(0, y0 + side - height), max(0, x0 + side - width)
+    inside = gray[max(0, y0) : min(height, y0 + side), max(0, x0) : min(width, x0 + side)]
+    if inside.size == 0:
+        raise ValueError(f"face box {box} lies outside the {width}x{height} frame")
+    if top or left or bottom or right:
+        import cv2
+
+        inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
+    return resize_face(inside, size)
 
 
 def normalize(faces: np.ndarray) -> np.ndarray:

@@ -58,3 +58,32 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"{args.run_dir}: validation accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"(best epoch {metrics['best_epoch']} of {metrics['epochs_done']})")
     return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="report a Keras or .tflite model on a FER2013 split",
+                       description="Accuracy, macro-F1, per-class F1, confusion matrix and report for one split.")
+    p.add_argument("model", help="run folder, .keras file or .tflite file (with its .json contract)")
+    p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
+    p.add_argument("--split", default="PrivateTest", help="Training, PublicTest or PrivateTest (default)")
+    p.add_argument("--protocol", default="official", choices=["official", "stratified"])
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="seed of the stratified protocol")
+    p.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
+    p.add_argument("--out", type=Path, help="report folder (default: eval-<split> beside the model)")
+    p.add_argument("--skip-bad", action="store_true")
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    use_fast_cpu_kernels()
+    from emotion_edge.training.evaluate import evaluate
+    from emotion_edge.training.splits import canonical_split
+
+    model = Path(args.model)
+    base = model if model.is_dir() else model.parent
+    out = args.out or base / f"eval-{model.stem if not model.is_dir() else 'model'}-{canonical_split(args.split)}"
+    result = evaluate(model, args.data, args.split, out, args.tta, args.protocol, args.seed, args.skip_bad)
+    f1 = ", ".join(f"{k} {v:.3f}" for k, v in result["per_class_f1"].items())
+    print(f"{args.model} on {result['split']} ({result['samples']} faces, tta={args.tta}): "
+          f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}\nper-class F1: {f1}\nreports: {out}")
+    return 0

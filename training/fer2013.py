@@ -95,7 +95,10 @@ def _parse_label(text: str) -> int | str:
 
 
 def _parse_pixels(text: str) -> np.ndarray | str:
-    values = np.fromstring(text, dtype=np.int64, sep=" ") if text.strip() else np.empty(0, np.int64)
+    try:
+        values = np.fromstring(text, dtype=np.int64, sep=" ") if text.strip() else np.empty(0, np.int64)
+    except ValueError:  # a non-numeric token; the slow path below names it
+        values = np.empty(0, np.int64)
     if values.size != PIXELS:
         tokens = text.split()
         bad = next((t for t in tokens if not t.lstrip("-").isdigit()), None)

@@ -161,15 +161,6 @@ def _prepare(split: Split, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return normalize(split.images), np.eye(num_classes, dtype=np.float32)[split.labels]
 
 
-def predict_probs(model, images: np.ndarray, tta: bool, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for uint8 faces; `tta` averages with the horizontal mirror."""
-    x = normalize(images)
-    probs = model.predict(x, batch_size=batch_size, verbose=0)
-    if tta:
-        probs = (probs + model.predict(x[:, :, ::-1, :], batch_size=batch_size, verbose=0)) / 2.0
-    return np.asarray(probs, dtype=np.float64)
-
-
 def train(config: TrainConfig, resume: bool = False) -> dict:
     """Train (or resume) and write every report; returns metrics.json's content."""
     import keras
@@ -224,18 +215,18 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
 def write_run_reports(run: Path, config: TrainConfig, val: Split, contract: ModelContract) -> dict:
     """Reports on the validation split only: the test split is touched by `evaluate`, once per final model."""
-    import keras
+    from emotion_edge.training.evaluate import LoadedModel, load_any_model, predict_with_tta
 
-    best = keras.models.load_model(run / "model.keras")
+    best = load_any_model(run / "model.keras")
     plot_curves(run / "history.csv", run / "curves.png")
-    probs = predict_probs(best, val.images, tta=config.tta)
+    probs = predict_with_tta(LoadedModel(contract, best.predict, best.kind, best.parameters), val.images, config.tta)
     metrics = write_split_reports(run, "val", val.labels, probs, contract.labels)
     state = json.loads((run / "state.json").read_text())
     payload = {
         "arch": config.arch,
         "labels": list(contract.labels),
         "preprocessing": contract.preprocessing,
-        "parameters": int(best.count_params()),
+        "parameters": best.parameters,
         "epochs_done": state["epochs_done"],
         "best_epoch": state["best_epoch"],
         "tta": config.tta,

@@ -1,0 +1,149 @@
+"""Classify face crops with the int8 TFLite model: validated at load, one invoke per batch of faces."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotion_edge.device.contract import ContractError, ModelContract, normalize
+from emotion_edge.device.litert import interpreter_class
+from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
+
+log = logging.getLogger(__name__)
+
+# Every .tflite file is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3".
+TFLITE_IDENTIFIER = b"TFL3"
+_DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
+
+
+class ModelError(ValueError):
+    """A model file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    index: int
+    dtype: type
+    scale: float
+    zero_point: int
+
+
+def _check_flatbuffer(path: Path) -> bytes:
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model file ({exc.strerror})") from None
+    if len(blob) < 16 or blob[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(f"{path}: not a TFLite model (no 'TFL3' FlatBuffer identifier); is it the right file?")
+    return blob
+
+
+def _tensor(detail: dict) -> _Tensor:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return _Tensor(detail["index"], detail["dtype"], float(scale), int(zero_point))
+
+
+def _check_against_contract(path: Path, meta: ModelMetadata, inp: dict, out: dict, require_int8: bool) -> None:
+    """The sidecar must describe these tensors exactly; name the first field that disagrees."""
+    contract = meta.contract
+    in_shape = tuple(int(v) for v in inp["shape"][1:])
+    if in_shape != contract.input_shape:
+        raise ContractError(f"{path}: field 'input_size'/'channels' says {contract.input_shape}, model input is {in_shape}")
+    classes = int(out["shape"][-1])
+    if classes != contract.num_classes:
+        raise ContractError(f"{path}: field 'labels' lists {contract.num_classes} classes, model outputs {classes}")
+    for role, spec, detail in (("input", meta.input, inp), ("output", meta.output, out)):
+        actual = np.dtype(detail["dtype"]).name
+        if actual != spec.dtype:
+            raise ContractError(f"{path}: field '{role}.dtype' says {spec.dtype}, model tensor is {actual}")
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        if spec.dtype != "float32" and (not np.isclose(scale, spec.scale, rtol=1e-6) or zero_point != spec.zero_point):
+            raise ContractError(
+                f"{path}: field '{role}.scale/zero_point' says ({spec.scale}, {spec.zero_point}), "
+                f"model tensor has ({scale}, {zero_point})"
+            )
+    if require_int8 and meta.input.dtype == "float32":
+        raise ModelError(f"{path}: is a float model; the device needs the full-integer int8 model from `emotion-edge quantize`")
+
+
+class EmotionClassifier:
+    """Loads and validates a model once; `classify` takes a batch of uint8 face crops."""
+
+    def __init__(self, path: str | Path, threads: int = 1, require_int8: bool = True, check_sha: bool = True):
+        self.path = Path(path)
+        blob = _check_flatbuffer(self.path)
+        self.metadata = load_metadata(self.path)
+        if check_sha and self.metadata.sha256 != file_sha256(self.path):
+            raise ContractError(
+                f"{self.path}: field 'sha256' does not match the file; the model was changed after its contract was written"
+            )
+        try:
+            self._interpreter = interpreter_class()(model_content=blob, num_threads=max(1, int(threads)))
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path}: the interpreter rejected the model ({str(exc).splitlines()[0]})") from None
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{self.path}: expected one input and one output tensor, got {len(inputs)} and {len(outputs)}")
+        _check_against_contract(self.path, self.metadata, inputs[0], outputs[0], require_int8)
+        self._input = _tensor(inputs[0])
+        self._output = _tensor(outputs[0])
+        self._batch = int(inputs[0]["shape"][0])
+
+    @property
+    def contract(self) -> ModelContract:
+        return self.metadata.contract
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.metadata.contract.labels
+
+    @property
+    def sha256(self) -> str:
+        return self.metadata.sha256
+
+    def _quantize(self, x: np.ndarray) -> np.ndarray:
+        t = self._input
+        if t.dtype == np.float32:
+            return x
+        info = np.iinfo(t.dtype)
+        return np.clip(np.round(x / t.scale) + t.zero_point, info.min, info.max).astype(t.dtype)
+
+    def _dequantize(self, q: np.ndarray) -> np.ndarray:
+        t = self._output
+        if t.dtype == np.float32:
+            return q.astype(np.float32)
+        return (q.astype(np.float32) - t.zero_point) * t.scale
+
+    def _ensure_batch(self, n: int) -> None:
+        if n != self._batch:
+            self._interpreter.resize_tensor_input(self._input.index, [n, *self.contract.input_shape])
+            self._interpreter.allocate_tensors()
+            self._batch = n
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 crops (N, S, S) -> probabilities (N, classes), all faces in one invoke."""
+        faces = np.asarray(faces)
+        if faces.shape[0] == 0:
+            return np.zeros((0, self.contract.num_classes), np.float32)
+        x = self._quantize(normalize(faces))
+        self._ensure_batch(x.shape[0])
+        self._interpreter.set_tensor(self._input.index, x)
+        self._interpreter.invoke()
+        return self._dequantize(self._interpreter.get_tensor(self._output.index))
+
+    def classify_many(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Evaluation helper: bounded batches so memory stays flat on large test sets."""
+        parts = [self.classify(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.contract.num_classes), np.float32)
+
+
+def tensor_quant(detail: dict) -> TensorQuant:
+    """The metadata record of one interpreter tensor, as `quantize` writes it."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))

@@ -1,0 +1,125 @@
+"""`emotion-edge quantize`: convert, attach the contract, prove parity, and gate on it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emotion_edge.device.classifier import EmotionClassifier, tensor_quant
+from emotion_edge.device.contract import ModelContract, labels_for, normalize
+from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
+from emotion_edge.quantize.convert import convert_int8, representative_sample
+from emotion_edge.quantize.parity import ParityGate, SplitParity, compare, format_table, latency_ms, to_dict
+from emotion_edge.training.fer2013 import load_fer2013
+from emotion_edge.training.reports import write_json
+from emotion_edge.training.splits import make_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    data: str
+    representative: int = 300
+    io_dtype: str = "int8"
+    seed: int = 1234
+    gate: ParityGate = ParityGate()
+    skip_bad: bool = False
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    model_path: Path
+    report_path: Path
+    parity: list[SplitParity]
+    failures: list[str]
+    latency_ms: float
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _resolve_source(source: Path) -> tuple[Path, dict]:
+    """A run folder or a .keras file, plus the run's config (labels, protocol, architecture) if there is one."""
+    model_file = source / "model.keras" if source.is_dir() else source
+    if not model_file.exists():
+        raise FileNotFoundError(f"{model_file}: no Keras model here; give a run folder from `emotion-edge train` or a .keras file")
+    config_file = model_file.parent / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.exists() else {}
+    return model_file, config
+
+
+def _write_atomic(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def _interpreter_io(blob: bytes) -> tuple[TensorQuant, TensorQuant]:
+    from emotion_edge.device.litert import interpreter_class
+
+    interpreter = interpreter_class()(model_content=blob)
+    return tensor_quant(interpreter.get_input_details()[0]), tensor_quant(interpreter.get_output_details()[0])
+
+
+def quantize(source: Path, out: Path, options: QuantizeOptions) -> QuantizeResult:
+    import keras
+
+    model_file, config = _resolve_source(Path(source))
+    contract = ModelContract(labels=labels_for(config.get("classes")))
+    model = keras.models.load_model(model_file, compile=False)
+    splits = make_splits(load_fer2013(options.data, skip_bad=options.skip_bad), contract.labels,
+                         config.get("protocol", "official"), config.get("seed", options.seed))
+    calibration = representative_sample(splits["train"], options.representative, options.seed)
+    blob = convert_int8(model, calibration, options.io_dtype)
+
+    candidate = out.with_name(out.stem + ".candidate.tflite")
+    _write_atomic(candidate, blob)
+    in_q, out_q = _interpreter_io(blob)
+    source_info = {"run": str(model_file.parent), "model": model_file.name, "arch": config.get("arch"),
+                   "config": config, "representative_faces": int(len(calibration))}
+    metadata = ModelMetadata(contract, in_q, out_q, file_sha256(candidate), source_info, {})
+    save_metadata(candidate, metadata)
+
+    classifier = EmotionClassifier(candidate, threads=1)
+    parity = [
+        compare(name, splits[name],
+                np.asarray(model.predict(normalize(splits[name].images), batch_size=256, verbose=0), np.float64),
+                classifier.classify_many(splits[name].images).astype(np.float64), contract.labels)
+        for name in ("val", "test") if len(splits[name])
+    ]
+    failures = options.gate.failures(parity)
+    latency = latency_ms(classifier.classify, splits["val"].images[0])
+    sizes = {"keras_bytes": model_file.stat().st_size, "tflite_bytes": len(blob)}
+    metrics = {"parity": [to_dict(p) for p in parity], "latency_ms_per_face_1_thread": latency, **sizes,
+               "int8_accuracy": {p.split: p.int8_accuracy for p in parity}, "gate": asdict(options.gate),
+               "gate_passed": not failures}
+
+    final = out if not failures else out.with_name(out.stem + ".rejected.tflite")
+    os.replace(candidate, final)
+    candidate.with_suffix(".json").unlink()
+    save_metadata(final, ModelMetadata(contract, in_q, out_q, metadata.sha256, source_info, metrics))
+    report = final.with_suffix(".parity.json")
+    write_json(report, {"model": str(final), "failures": failures, **metrics})
+    final.with_suffix(".parity.md").write_text(render_report(final, parity, latency, sizes, failures) + "\n")
+    return QuantizeResult(final, report, parity, failures, latency)
+
+
+def render_report(model: Path, parity: list[SplitParity], latency: float, sizes: dict, failures: list[str]) -> str:
+    lines = [f"# int8 parity: {model.name}", "", format_table(parity), "",
+             "Per-class recall change, int8 minus float (points):", "",
+             "| split | " + " | ".join(parity[0].per_class_recall_delta) + " |",
+             "|---|" + "---|" * len(parity[0].per_class_recall_delta)]
+    for p in parity:
+        lines.append(f"| {p.split} | " + " | ".join(f"{v:+.2f}" for v in p.per_class_recall_delta.values()) + " |")
+    lines += ["", f"Sizes: Keras {sizes['keras_bytes'] / 1e6:.2f} MB, int8 TFLite {sizes['tflite_bytes'] / 1e6:.2f} MB. "
+              f"Latency: {latency:.2f} ms per face (one thread, median).", "",
+              "Gate: " + ("PASSED" if not failures else "FAILED: " + "; ".join(failures))]
+    return "\n".join(lines)

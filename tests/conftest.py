@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Quiet TensorFlow's start-up chatter and keep its thread pools small on 2-core CI.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import synthetic  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Every test gets its own FER2013 parse cache, so no test sees another's."""
+    monkeypatch.setenv("EMOTION_EDGE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def fer_csv(tmp_path) -> Path:
+    return synthetic.write_csv(tmp_path / "fer.csv")
