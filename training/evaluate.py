@@ -21,6 +21,7 @@ class LoadedModel:
     predict: object  # Callable[[np.ndarray], np.ndarray]
     kind: str
     parameters: int = 0
+    macs: int = 0
 
 
 def _keras_contract(path: Path) -> ModelContract:
@@ -55,7 +56,9 @@ def load_any_model(path: str | Path, threads: int = 2) -> LoadedModel:
 
         return np.asarray(model.predict(normalize(faces), batch_size=256, verbose=0))
 
-    return LoadedModel(_keras_contract(path), predict, "keras", int(model.count_params()))
+    from emotion_edge.training.models import count_macs
+
+    return LoadedModel(_keras_contract(path), predict, "keras", int(model.count_params()), count_macs(model))
 
 
 def predict_with_tta(model: LoadedModel, faces: np.ndarray, tta: bool) -> np.ndarray:

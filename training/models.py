@@ -65,7 +65,7 @@ def edge_vgg(contract: ModelContract, widths: tuple[int, ...] = (32, 64, 96, 192
     VGG-style 3x3 stacks (the family behind the best single FER2013 nets) but a
     single conv at full 48x48 resolution, where convs cost the most, two convs
     per lower-resolution stage, and global average pooling instead of a wide
-    dense head: ~0.75 M parameters, ~50 M MACs, int8-friendly (no depthwise).
+    dense head: ~0.75 M parameters, ~70 M MACs, int8-friendly (no depthwise).
     Regularised by augmentation and head dropout only: spatial dropout in the
     stages slowed early learning badly in CPU-budget runs.
     """
@@ -91,6 +91,23 @@ ARCHITECTURES: dict[str, Callable[[ModelContract], keras.Model]] = {
     "seed-model2": seed_model2,
     "edge-vgg": edge_vgg,
 }
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass, from conv and dense layer shapes.
+
+    Latency on the Pi tracks MACs far better than parameter count, so every
+    experiment records both.
+    """
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, layers.Conv2D):
+            _, out_h, out_w, out_c = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            total += out_h * out_w * out_c * k_h * k_w * layer.input.shape[-1]
+        elif isinstance(layer, layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
 
 
 def build_model(name: str, contract: ModelContract) -> keras.Model:

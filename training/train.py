@@ -215,11 +215,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
 
 def write_run_reports(run: Path, config: TrainConfig, val: Split, contract: ModelContract) -> dict:
     """Reports on the validation split only: the test split is touched by `evaluate`, once per final model."""
-    from emotion_edge.training.evaluate import LoadedModel, load_any_model, predict_with_tta
+    from emotion_edge.training.evaluate import load_any_model, predict_with_tta
 
     best = load_any_model(run / "model.keras")
     plot_curves(run / "history.csv", run / "curves.png")
-    probs = predict_with_tta(LoadedModel(contract, best.predict, best.kind, best.parameters), val.images, config.tta)
+    probs = predict_with_tta(best, val.images, config.tta)
     metrics = write_split_reports(run, "val", val.labels, probs, contract.labels)
     state = json.loads((run / "state.json").read_text())
     payload = {
@@ -227,6 +227,7 @@ def write_run_reports(run: Path, config: TrainConfig, val: Split, contract: Mode
         "labels": list(contract.labels),
         "preprocessing": contract.preprocessing,
         "parameters": best.parameters,
+        "macs": best.macs,
         "epochs_done": state["epochs_done"],
         "best_epoch": state["best_epoch"],
         "tta": config.tta,
