@@ -1,0 +1,90 @@
+"""The daemon's TOML configuration, validated into dataclasses (every key is documented in examples/config.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from emotion_edge.device.config_schema import ConfigError, build
+from emotion_edge.device.detection import DetectorConfig
+from emotion_edge.device.smoothing import SmootherConfig
+from emotion_edge.device.tracking import TrackerConfig
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str = "picamera2"
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    loop: bool = False
+    lores_width: int = 640
+    stall_timeout_s: float = 10.0
+    reopen_initial_s: float = 1.0
+    reopen_max_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("stall_timeout_s", "reopen_initial_s", "reopen_max_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"field '{name}' must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path = Path("/var/lib/emotion-edge/models/current")
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= 16:
+            raise ValueError(f"field 'threads' must be 1-16, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detect_every: int = 1  # run the detector on every Nth frame, track in between
+    max_faces: int = 8
+    stats_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.max_faces < 1:
+            raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    device_id: str = "emotion-edge"
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    smoothing: SmootherConfig = field(default_factory=SmootherConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def parse_config(text: str, where: str = "config") -> DaemonConfig:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    return build(DaemonConfig, raw, where)
+
+
+def load_config(path: Path) -> DaemonConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; start from examples/config.toml") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    return parse_config(text, str(path))

@@ -1,0 +1,73 @@
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from emotion_edge.device.config import DaemonConfig, load_config, parse_config
+from emotion_edge.device.config_schema import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "config.toml"
+
+
+def test_empty_config_gives_defaults():
+    assert parse_config("") == DaemonConfig()
+
+
+def test_values_are_typed_and_nested():
+    config = parse_config('device_id = "hall"\n[camera]\nsource = "0"\nwidth = 640\nfps = 15\n'
+                          '[model]\npath = "/tmp/m.tflite"\nthreads = 1\n[log]\nformat = "json"\n')
+    assert config.device_id == "hall" and config.camera.width == 640
+    assert config.camera.fps == 15.0 and isinstance(config.camera.fps, float)
+    assert config.model.path == Path("/tmp/m.tflite") and config.log.format == "json"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[camera]\nwidht = 640\n", "cfg.camera: unknown key(s) widht; valid keys:"),
+        ("[cameras]\nsource = '0'\n", "cfg: unknown key(s) cameras"),
+        ("[camera]\nwidth = '640'\n", "cfg.camera.width: expected int, got str '640'"),
+        ("[camera]\nloop = 1\n", "cfg.camera.loop: expected bool, got int 1"),
+        ("[model]\nthreads = 99\n", "cfg.model: field 'threads' must be 1-16, got 99"),
+        ("[log]\nlevel = 'LOUD'\n", "cfg.log.level: 'LOUD' is not one of"),
+        ("[smoothing]\nalpha = 2.0\n", "cfg.smoothing: SmootherConfig field 'alpha'"),
+        ("camera = 3\n", "cfg.camera: expected a table, got int 3"),
+        ("[camera\n", "cfg: not valid TOML"),
+    ],
+)
+def test_bad_keys_and_values_are_named(text, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cfg")
+    assert message in str(err.value)
+
+
+def test_missing_file_points_at_the_example(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file; start from examples/config.toml"):
+        load_config(tmp_path / "nope.toml")
+
+
+def _all_keys(cls, prefix=""):
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.type if not isinstance(f.type, str) else None):
+            yield from _all_keys(f.type, f"{prefix}{f.name}.")
+        elif isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            yield from _all_keys(f.default_factory, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def test_example_config_parses_and_documents_every_key():
+    load_config(EXAMPLE)
+    text = EXAMPLE.read_text()
+    section = ""
+    documented = set()
+    for line in text.splitlines():
+        header = re.match(r"^\[(\w+)\]", line)
+        if header:
+            section = header.group(1) + "."
+        key = re.match(r"^#?\s?(\w+) = ", line)
+        if key:
+            documented.add(section + key.group(1) if section or key.group(1) != "device_id" else key.group(1))
+    missing = sorted(set(_all_keys(DaemonConfig)) - documented)
+    assert not missing, f"examples/config.toml does not document: {missing}"
