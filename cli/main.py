@@ -7,6 +7,7 @@ import logging
 import sys
 
 from emotion_edge import __version__
+from emotion_edge.device.cli import add_analyze
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.training.cli import add_evaluate, add_train
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_quantize(sub)
+    add_analyze(sub)
     return parser
 
 

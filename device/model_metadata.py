@@ -124,3 +124,12 @@ def save_metadata(model_path: Path, metadata: ModelMetadata) -> Path:
     tmp.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+def packaged_model_path() -> Path:
+    """The int8 model shipped inside the package (models/ in the repository)."""
+    from importlib.resources import files
+
+    from emotion_edge.models import DEFAULT_MODEL
+
+    return Path(str(files("emotion_edge.models") / DEFAULT_MODEL))

@@ -1,0 +1,164 @@
+"""`emotion-edge analyze`: the device pipeline on image and video files, as JSON.
+
+`analyze_image` produces the JSON for one image; the HTTP API serves the same
+function's output, so both speak one schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.contract import square_box, to_gray
+from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.overlay import OverlayFace, draw_faces
+from emotion_edge.device.pipeline import FacePipeline, classify_boxes, normalized
+from emotion_edge.device.sources import OpenCVSource, SourceError, SourceExhausted
+from emotion_edge.device.tracking import Box
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+class AnalyzeError(ValueError):
+    """A file that cannot be analyzed; `code` is stable for programs, the message is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class AnalyzedFace:
+    box: Box
+    probabilities: np.ndarray
+
+
+def content_id(data: bytes) -> str:
+    """A stable id for an image: the same bytes always get the same id."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None:
+        raise AnalyzeError("not_an_image", f"{name}: not a decodable image (JPEG, PNG, WebP, BMP, ...)")
+    return image
+
+
+def _box_json(box: Box, shape: tuple[int, ...]) -> dict[str, Any]:
+    x, y, w, h = box.as_xywh()
+    nx, ny, nw, nh = normalized(box, shape)
+    return {"box": {"x": x, "y": y, "w": w, "h": h},
+            "box_normalized": {"x": round(nx, 5), "y": round(ny, 5), "w": round(nw, 5), "h": round(nh, 5)}}
+
+
+def face_json(box: Box, probs: np.ndarray, labels: tuple[str, ...], shape: tuple[int, ...]) -> dict[str, Any]:
+    k = int(np.argmax(probs))
+    return {**_box_json(box, shape), "probabilities": {name: round(float(p), 5) for name, p in zip(labels, probs)},
+            "emotion": labels[k], "confidence": round(float(probs[k]), 5)}
+
+
+def find_faces(image: np.ndarray, detector: FaceDetector, classifier: EmotionClassifier) -> list[AnalyzedFace]:
+    gray = to_gray(image)
+    boxes = [d.box for d in detector.detect(gray)]
+    return [AnalyzedFace(b, p) for b, p in zip(boxes, classify_boxes(classifier, gray, boxes))]
+
+
+def analyze_image(data: bytes, name: str, detector: FaceDetector, classifier: EmotionClassifier) -> tuple[dict, np.ndarray, list[AnalyzedFace]]:
+    """JSON for one encoded image, plus the decoded image and faces for annotation and crops."""
+    image = decode_image(data, name)
+    faces = find_faces(image, detector, classifier)
+    result = {
+        "id": content_id(data), "file": name, "kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0]),
+        "model": {"sha256": classifier.sha256, "labels": list(classifier.labels)},
+        "faces": [face_json(f.box, f.probabilities, classifier.labels, image.shape) for f in faces],
+    }
+    return result, image, faces
+
+
+def face_thumbnail(image: np.ndarray, box: Box, margin: float, size: int = 112) -> np.ndarray:
+    """The face's square crop in colour, as the model saw it (same margin), for people to look at."""
+    x0, y0, side = square_box(box.as_xywh(), margin)
+    pad = side
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    crop = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+
+
+def write_outputs(result: dict, image: np.ndarray, faces: list[AnalyzedFace], classifier: EmotionClassifier,
+                  annotate_dir: Path | None, crops_dir: Path | None) -> None:
+    stem = result["id"].split(":")[1][:16]
+    if annotate_dir is not None:
+        annotate_dir.mkdir(parents=True, exist_ok=True)
+        overlay = [OverlayFace(f.box.as_xywh(), classifier.labels, f.probabilities) for f in faces]
+        path = annotate_dir / f"{stem}.jpg"
+        cv2.imwrite(str(path), draw_faces(image, overlay))
+        result["annotated"] = str(path)
+    if crops_dir is not None:
+        crops_dir.mkdir(parents=True, exist_ok=True)
+        for i, (face, record) in enumerate(zip(faces, result["faces"])):
+            path = crops_dir / f"{stem}-face{i}.png"
+            cv2.imwrite(str(path), face_thumbnail(image, face.box, classifier.contract.face_margin))
+            record["crop"] = str(path)
+
+
+def analyze_video(path: Path, pipeline: FacePipeline, max_frames: int = 0) -> dict:
+    """Per frame, every tracked face with its smoothed emotion; ids follow people across frames."""
+    labels = pipeline.classifier.labels
+    frames = []
+    with OpenCVSource(str(path), loop=False) as source:
+        while not max_frames or len(frames) < max_frames:
+            try:
+                frame = source.read(timeout=5.0)
+            except SourceExhausted:
+                break
+            if frame is None:
+                break
+            reading = pipeline.process(frame)
+            frames.append({"index": reading.frame_index, "faces": [
+                {"track_id": f.track_id, **face_json(f.box, f.state.probabilities, labels, frame.gray.shape),
+                 "emotion": labels[f.state.dominant], "confidence": round(f.state.confidence, 5)}
+                for f in reading.faces]})
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"id": "sha256:" + digest.hexdigest(), "file": str(path), "kind": "video",
+            "model": {"sha256": pipeline.classifier.sha256, "labels": list(labels)}, "frames": frames}
+
+
+def error_json(name: str, error: AnalyzeError) -> dict:
+    return {"file": name, "error": {"code": error.code, "message": str(error)}}
+
+
+def analyze_file(path: Path, detector: FaceDetector, classifier: EmotionClassifier, make_pipeline,
+                 annotate_dir: Path | None, crops_dir: Path | None) -> dict:
+    """One file's JSON; a bad file becomes an error record rather than stopping the other files."""
+    try:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return analyze_video(path, make_pipeline())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise AnalyzeError("unreadable", f"{path}: cannot read ({exc.strerror or exc})") from None
+        result, image, faces = analyze_image(data, str(path), detector, classifier)
+        write_outputs(result, image, faces, classifier, annotate_dir, crops_dir)
+        return result
+    except AnalyzeError as exc:
+        return error_json(str(path), exc)
+    except SourceError as exc:
+        return error_json(str(path), AnalyzeError("unreadable_video", f"{path}: {exc}"))
+
+
+def dumps(results: list[dict]) -> str:
+    return json.dumps(results, indent=2)

@@ -1,0 +1,128 @@
+"""One frame in, every face's tracked and smoothed emotion out: detect, track, crop, classify in one batch, smooth.
+
+The daemon's loop, `emotion-edge analyze` on videos and the HTTP API all call
+this, so a face is read the same way everywhere. Detection runs every
+`detect_every` frames; in between, faces are classified on the boxes the
+tracker predicts from their motion, which is much cheaper than detecting.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.config import PipelineConfig
+from emotion_edge.device.contract import crop_face
+from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.smoothing import EmotionSmoother, SmoothedState, SmootherConfig
+from emotion_edge.device.sources import Frame
+from emotion_edge.device.tracking import Box, IouTracker, TrackerConfig
+
+STAGES = ("capture", "detect", "classify", "publish")
+
+
+@dataclass(frozen=True)
+class FaceReading:
+    """One face in one frame. `box` is in pixels of the frame's gray image; `box_norm` in 0-1 of its size."""
+
+    track_id: int
+    box: Box
+    box_norm: tuple[float, float, float, float]
+    probabilities: np.ndarray  # this frame's raw model output
+    state: SmoothedState  # the track's smoothed emotion, with hysteresis
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class FrameReading:
+    frame_index: int
+    timestamp: float
+    faces: tuple[FaceReading, ...]
+    ended_tracks: tuple[int, ...]
+    detected: bool  # the detector ran on this frame (else boxes are motion predictions)
+
+
+@dataclass
+class StageTimer:
+    """Per-stage milliseconds as an exponential moving average, plus counters for stats."""
+
+    alpha: float = 0.1
+    ms: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
+    frames: int = 0
+    dropped: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def record(self, stage: str, seconds: float) -> None:
+        value = 1000.0 * seconds
+        previous = self.ms.get(stage, 0.0)
+        self.ms[stage] = value if previous == 0.0 else previous + self.alpha * (value - previous)
+
+    def fps(self, now: float | None = None) -> float:
+        elapsed = (now if now is not None else time.monotonic()) - self.started
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+
+def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+    height, width = shape[:2]
+    return (box.x / width, box.y / height, box.w / width, box.h / height)
+
+
+def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """All faces of a frame through the model in one invoke."""
+    if not boxes:
+        return np.zeros((0, len(classifier.labels)), np.float32)
+    margin = classifier.contract.face_margin
+    size = classifier.contract.input_size
+    crops = np.stack([crop_face(gray, box.as_xywh(), size=size, margin=margin) for box in boxes])
+    return classifier.classify(crops)
+
+
+class FacePipeline:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        classifier: EmotionClassifier,
+        config: PipelineConfig = PipelineConfig(),
+        tracker: TrackerConfig = TrackerConfig(),
+        smoothing: SmootherConfig = SmootherConfig(),
+    ):
+        self.detector = detector
+        self.classifier = classifier
+        self.config = config
+        self.smoothing = smoothing
+        self.tracker = IouTracker(tracker)
+        self.timer = StageTimer()
+        self._smoothers: dict[int, EmotionSmoother] = {}
+        self._frames_seen = 0
+
+    def _boxes(self, frame: Frame) -> tuple[dict[int, Box], set[int], tuple[int, ...], bool]:
+        """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
+        detect = self._frames_seen % self.config.detect_every == 0
+        if not detect:
+            return self.tracker.predict(frame.timestamp), set(), (), False
+        started = time.perf_counter()
+        detections = self.detector.detect(frame.gray)[: self.config.max_faces]
+        self.timer.record("detect", time.perf_counter() - started)
+        update = self.tracker.update([d.box for d in detections], frame.timestamp)
+        boxes = {t.track_id: t.box for t in update.detected}
+        return boxes, {t.track_id for t in update.new}, tuple(t.track_id for t in update.ended), True
+
+    def process(self, frame: Frame) -> FrameReading:
+        boxes, new_ids, ended, detected = self._boxes(frame)
+        self._frames_seen += 1
+        for track_id in ended:
+            self._smoothers.pop(track_id, None)
+        ids = sorted(boxes)
+        started = time.perf_counter()
+        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids])
+        self.timer.record("classify", time.perf_counter() - started)
+        faces = []
+        for track_id, p in zip(ids, probs):
+            smoother = self._smoothers.setdefault(track_id, EmotionSmoother(len(self.classifier.labels), self.smoothing))
+            faces.append(FaceReading(track_id, boxes[track_id], normalized(boxes[track_id], frame.gray.shape),
+                                     p, smoother.update(p), track_id in new_ids))
+        self.timer.frames += 1
+        return FrameReading(frame.index, frame.timestamp, tuple(faces), ended, detected)
