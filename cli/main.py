@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from emotion_edge import __version__
-from emotion_edge.device.cli import add_analyze
+from emotion_edge.device.logs import configure_logging
+from emotion_edge.device.cli import add_analyze, add_run
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.training.cli import add_evaluate, add_train
 
@@ -25,15 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate(sub)
     add_quantize(sub)
     add_analyze(sub)
+    add_run(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging("DEBUG" if args.verbose else "INFO")
     try:
         return int(args.handler(args) or 0)
     except ModuleNotFoundError as exc:

@@ -21,13 +21,10 @@ from emotion_edge.device.contract import square_box, to_gray
 from emotion_edge.device.detection import FaceDetector
 from emotion_edge.device.overlay import OverlayFace, draw_faces
 from emotion_edge.device.pipeline import FacePipeline, classify_boxes, normalized
-from emotion_edge.device.sources import OpenCVSource, SourceError, SourceExhausted
+from emotion_edge.device.sources import VIDEO_SUFFIXES, OpenCVSource, SourceError, SourceExhausted
 from emotion_edge.device.tracking import Box
 
 log = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-
 
 class AnalyzeError(ValueError):
     """A file that cannot be analyzed; `code` is stable for programs, the message is for people."""

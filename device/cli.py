@@ -54,3 +54,37 @@ def _run_analyze(args: argparse.Namespace) -> int:
                 tracks = {f["track_id"] for fr in r["frames"] for f in fr["faces"]}
                 print(f"{r['file']}: {len(r['frames'])} frames, {len(tracks)} tracked face(s)")
     return 1 if any("error" in r for r in results) else 0
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the device daemon: camera -> faces -> emotions",
+                       description="Read the camera, track every face and classify its emotion in real time. "
+                                   "Stops cleanly on SIGTERM or Ctrl-C.")
+    p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
+    p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
+    p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.set_defaults(handler=_run_daemon)
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    from dataclasses import replace
+
+    from emotion_edge.device.config import DaemonConfig, load_config
+    from emotion_edge.device.daemon import Daemon
+    from emotion_edge.device.logs import configure_logging
+    from emotion_edge.device.model_metadata import packaged_model_path
+
+    config = load_config(args.config) if args.config else DaemonConfig()
+    configure_logging(config.log.level, config.log.format)
+    if args.source:
+        config = replace(config, camera=replace(config.camera, source=args.source))
+    model = args.model or (config.model.path if args.config else packaged_model_path())
+    config = replace(config, model=replace(config.model, path=model))
+    daemon = Daemon(config)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: daemon.stop())
+    print(json.dumps(daemon.run(max_frames=args.max_frames)))
+    return 0
