@@ -73,7 +73,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from emotion_edge.device.config import DaemonConfig, load_config
-    from emotion_edge.device.daemon import Daemon
+    from emotion_edge.device.daemon import Daemon, change_logger
     from emotion_edge.device.logs import configure_logging
     from emotion_edge.device.model_metadata import packaged_model_path
 
@@ -84,6 +84,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     model = args.model or (config.model.path if args.config else packaged_model_path())
     config = replace(config, model=replace(config.model, path=model))
     daemon = Daemon(config)
+    daemon.handlers.append(change_logger(daemon.classifier.labels))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     print(json.dumps(daemon.run(max_frames=args.max_frames)))

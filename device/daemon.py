@@ -43,6 +43,22 @@ class LoopCounters:
         self.frames += 1
 
 
+def change_logger(labels: tuple[str, ...]) -> ReadingHandler:
+    """A handler that logs what a person watching would want to know: faces arriving, emotions changing, faces leaving."""
+
+    def handle(reading: FrameReading) -> None:
+        for face in reading.faces:
+            if face.state.changed:
+                log.info("track %d %s: %s %.0f%%", face.track_id, "appeared" if face.is_new else "changed",
+                         labels[face.state.dominant], 100 * face.state.confidence,
+                         extra={"track": face.track_id, "emotion": labels[face.state.dominant],
+                                "confidence": round(face.state.confidence, 3), "frame": reading.frame_index})
+        for track_id in reading.ended_tracks:
+            log.info("track %d left", track_id, extra={"track": track_id, "frame": reading.frame_index})
+
+    return handle
+
+
 def build_source(config: DaemonConfig) -> ReopeningSource:
     camera = config.camera
     options = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps, loop=camera.loop,
