@@ -20,7 +20,7 @@ from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.contract import square_box, to_gray
 from emotion_edge.device.detection import FaceDetector
 from emotion_edge.device.overlay import OverlayFace, draw_faces
-from emotion_edge.device.pipeline import FacePipeline, classify_boxes, normalized
+from emotion_edge.device.pipeline import FacePipeline, classify_boxes, detect_boxes, normalized
 from emotion_edge.device.sources import VIDEO_SUFFIXES, OpenCVSource, SourceError, SourceExhausted
 from emotion_edge.device.tracking import Box
 
@@ -67,7 +67,7 @@ def face_json(box: Box, probs: np.ndarray, labels: tuple[str, ...], shape: tuple
 
 def find_faces(image: np.ndarray, detector: FaceDetector, classifier: EmotionClassifier) -> list[AnalyzedFace]:
     gray = to_gray(image)
-    boxes = [d.box for d in detector.detect(gray)]
+    boxes = detect_boxes(detector, image, gray)
     return [AnalyzedFace(b, p) for b, p in zip(boxes, classify_boxes(classifier, gray, boxes))]
 
 

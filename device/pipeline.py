@@ -70,6 +70,21 @@ def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, f
     return (box.x / width, box.y / height, box.w / width, box.h / height)
 
 
+def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> list[Box]:
+    """Face boxes in `gray`'s pixels, detected on the colour image when the detector is better on colour.
+
+    On a Pi the colour `main` stream is larger than the gray `lores` one, so
+    colour detections are scaled down to the gray image that crops are cut from.
+    """
+    if not detector.prefers_color or image.ndim != 3:
+        return [d.box for d in detector.detect(gray)]
+    sx, sy = image.shape[1] / gray.shape[1], image.shape[0] / gray.shape[0]
+    boxes = [d.box for d in detector.detect(image)]
+    if (sx, sy) == (1.0, 1.0):
+        return boxes
+    return [Box(b.x / sx, b.y / sy, b.w / sx, b.h / sy) for b in boxes]
+
+
 def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """All faces of a frame through the model in one invoke."""
     if not boxes:
@@ -104,9 +119,9 @@ class FacePipeline:
         if not detect:
             return self.tracker.predict(frame.timestamp), set(), (), False
         started = time.perf_counter()
-        detections = self.detector.detect(frame.gray)[: self.config.max_faces]
+        detections = detect_boxes(self.detector, frame.image, frame.gray)[: self.config.max_faces]
         self.timer.record("detect", time.perf_counter() - started)
-        update = self.tracker.update([d.box for d in detections], frame.timestamp)
+        update = self.tracker.update(detections, frame.timestamp)
         boxes = {t.track_id: t.box for t in update.detected}
         return boxes, {t.track_id for t in update.new}, tuple(t.track_id for t in update.ended), True
 
