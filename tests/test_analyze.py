@@ -1,0 +1,114 @@
+"""The device pipeline end to end on real face photos (scikit-image ships them), with the shipped int8 model."""
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.config import PipelineConfig
+from emotion_edge.device.detection import DetectorConfig, make_detector
+from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.pipeline import FacePipeline
+from emotion_edge.device.sources import Frame
+from emotion_edge.device.tracking import TrackerConfig
+from emotion_edge.main import main
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def astronaut_bgr() -> np.ndarray:
+    return np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+
+
+@pytest.fixture
+def astronaut_jpg(tmp_path, astronaut_bgr):
+    path = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(path), astronaut_bgr)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return EmotionClassifier(packaged_model_path())
+
+
+def _analyze_json(capsys, *args) -> tuple[int, list]:
+    code = main(["analyze", *map(str, args), "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_shipped_model_reads_a_smiling_face_as_happy(capsys, astronaut_jpg):
+    code, [result] = _analyze_json(capsys, astronaut_jpg)
+    assert code == 0
+    assert result["id"] == "sha256:" + hashlib.sha256(astronaut_jpg.read_bytes()).hexdigest()
+    assert (result["width"], result["height"]) == (512, 512) and result["kind"] == "image"
+    [face] = result["faces"]
+    assert face["emotion"] == "happy" and face["confidence"] > 0.5
+    assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=0.03)
+    box, norm = face["box"], face["box_normalized"]
+    assert 150 < box["x"] < 200 and 40 < box["y"] < 100  # her face, not the flag or the helmet
+    assert norm["x"] == pytest.approx(box["x"] / 512, abs=1e-3) and 0 < norm["w"] < 1
+
+
+def test_bad_file_is_an_error_record_and_the_others_still_run(capsys, tmp_path, astronaut_jpg):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    code, results = _analyze_json(capsys, text, astronaut_jpg, tmp_path / "missing.png")
+    assert code == 1
+    assert results[0]["error"]["code"] == "not_an_image" and "notes.jpg" in results[0]["error"]["message"]
+    assert len(results[1]["faces"]) == 1
+    assert results[2]["error"]["code"] == "unreadable"
+
+
+def test_image_without_faces_is_not_an_error(capsys, tmp_path):
+    blank = tmp_path / "wall.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 127, np.uint8))
+    code, [result] = _analyze_json(capsys, blank)
+    assert code == 0 and result["faces"] == []
+
+
+def test_annotated_image_and_face_crops(tmp_path, astronaut_jpg, astronaut_bgr):
+    assert main(["analyze", str(astronaut_jpg), "--annotate", str(tmp_path / "ann"), "--crops", str(tmp_path / "crops")]) == 0
+    [annotated] = list((tmp_path / "ann").iterdir())
+    drawn = cv2.imread(str(annotated))
+    assert drawn.shape == astronaut_bgr.shape
+    assert np.abs(drawn.astype(int) - astronaut_bgr).mean() > 0.5  # something was drawn
+    [crop] = list((tmp_path / "crops").iterdir())
+    assert cv2.imread(str(crop)).shape == (112, 112, 3)
+
+
+def _frame(canvas: np.ndarray, index: int, t: float) -> Frame:
+    return Frame(image=canvas, gray=cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), timestamp=t, index=index)
+
+
+def _canvas() -> np.ndarray:
+    return np.full((480, 640, 3), 90, np.uint8)
+
+
+def test_pipeline_keeps_one_id_for_a_moving_face_and_ends_it_when_gone(classifier, astronaut_bgr):
+    face = astronaut_bgr[0:300, 80:380]  # head and shoulders, in colour like a camera frame
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=2),
+                            TrackerConfig(max_missed=2, max_age_s=0.5))
+    readings = []
+    for i in range(8):  # the face slides right 6 px per frame at 10 fps
+        canvas = _canvas()
+        canvas[90:390, 60 + 6 * i : 360 + 6 * i] = face
+        readings.append(pipeline.process(_frame(canvas, i, i * 0.1)))
+    ids = {f.track_id for r in readings for f in r.faces}
+    assert ids == {1} and all(len(r.faces) == 1 for r in readings)
+    assert [r.detected for r in readings[:4]] == [True, False, True, False]
+    assert readings[0].faces[0].is_new and not readings[2].faces[0].is_new
+    assert readings[-1].faces[0].state.dominant == classifier.labels.index("happy")
+    ended = []
+    for i in range(8, 16):  # the face leaves
+        ended += pipeline.process(_frame(_canvas(), i, i * 0.1)).ended_tracks
+    assert ended == [1]
+    canvas = _canvas()
+    canvas[90:390, 300:600] = face
+    back = pipeline.process(_frame(canvas, 16, 1.6))
+    assert [f.track_id for f in back.faces] == [2] and back.faces[0].is_new

@@ -1,0 +1,92 @@
+"""The camera loop on replayed frames: readings reach handlers, stats count, stop is prompt, logs are JSON."""
+
+import json
+import logging
+import threading
+import time
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
+from emotion_edge.device.daemon import Daemon, LoopCounters
+from emotion_edge.device.logs import JsonFormatter
+from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.sources import SourceBase
+from emotion_edge.main import main
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory):
+    face = np.ascontiguousarray(skimage_data.astronaut()[0:300, 80:380, ::-1])  # head and shoulders
+    path = tmp_path_factory.mktemp("video") / "walk.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for i in range(20):
+        canvas = np.full((480, 640, 3), 90, np.uint8)
+        canvas[90:390, 60 + 6 * i : 360 + 6 * i] = face
+        writer.write(canvas)
+    writer.release()
+    return path
+
+
+def _config(source: str) -> DaemonConfig:
+    return DaemonConfig(camera=CameraConfig(source=source), model=ModelConfig(path=packaged_model_path(), threads=1))
+
+
+def test_daemon_runs_a_video_to_its_end_and_reports(face_video):
+    readings = []
+    daemon = Daemon(_config(str(face_video)), handlers=[readings.append])
+    stats = daemon.run()
+    assert stats["frames"] == 20 == len(readings) and stats["dropped_frames"] == 0
+    assert {f.track_id for r in readings for f in r.faces} == {1}
+    assert stats["stage_ms"]["detect"] > 0 and stats["stage_ms"]["classify"] > 0
+    assert stats["model_sha256"] == daemon.classifier.sha256 and stats["source"]["frames"] == 20
+
+
+def test_dropped_frames_are_counted_from_index_gaps():
+    counters = LoopCounters()
+    for index in (0, 1, 4, 5, 9):
+        counters.count(index)
+    assert (counters.frames, counters.dropped) == (5, 5)
+
+
+class HungCamera(SourceBase):
+    """A camera that opens but never delivers: read() waits out its timeout and returns None."""
+
+    name = "hung"
+
+    def open(self):
+        pass
+
+    def read(self, timeout):
+        time.sleep(timeout)
+        return None
+
+    def close(self):
+        pass
+
+
+def test_stop_is_served_even_when_the_camera_hangs():
+    daemon = Daemon(_config("unused"), source=HungCamera())
+    threading.Timer(0.3, daemon.stop).start()
+    started = time.monotonic()
+    stats = daemon.run()
+    assert time.monotonic() - started < 2.0
+    assert stats["frames"] == 0
+
+
+def test_run_command_prints_final_stats(capsys, face_video):
+    assert main(["run", "--source", str(face_video), "--max-frames", "5"]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["frames"] == 5
+
+
+def test_json_log_lines_carry_extra_fields():
+    record = logging.LogRecord("emotion_edge.x", logging.INFO, __file__, 1, "stats", (), None)
+    record.fps = 12.5
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "stats" and line["fps"] == 12.5 and line["level"] == "INFO"
