@@ -213,7 +213,8 @@ class _LatestFrameReader:
         self._capture = capture
         self._name = name
         self._ready = threading.Condition()
-        self._latest: tuple[np.ndarray, float] | None = None
+        self._latest: tuple[np.ndarray, float, int] | None = None
+        self._captured = 0  # frames read from the device; gaps between taken ones are frames dropped as stale
         self._error: SourceError | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"frames:{name}", daemon=True)
@@ -231,7 +232,8 @@ class _LatestFrameReader:
                     self._publish_error(SourceError(f"{self._name}: capture returned no frame (device gone or stream ended)"))
                     break
                 with self._ready:
-                    self._latest = (image, time.monotonic())
+                    self._latest = (image, time.monotonic(), self._captured)
+                    self._captured += 1
                     self._ready.notify_all()
         except Exception as exc:  # cv2.error and friends: report them to the reader instead of dying silently
             self._publish_error(SourceError(f"{self._name}: capture failed: {exc}"))
@@ -243,7 +245,8 @@ class _LatestFrameReader:
             self._error = error
             self._ready.notify_all()
 
-    def take(self, timeout: float) -> tuple[np.ndarray, float] | None:
+    def take(self, timeout: float) -> tuple[np.ndarray, float, int] | None:
+        """The newest (image, timestamp, capture number), or None when none came within `timeout`."""
         with self._ready:
             self._ready.wait_for(lambda: self._latest is not None or self._error is not None, max(timeout, 0.0))
             latest, self._latest = self._latest, None
@@ -377,7 +380,10 @@ class OpenCVSource(SourceBase):
             latest = self._reader.take(timeout)
             if latest is None:
                 return None
-            return self._emit(*latest)
+            image, timestamp, captured = latest
+            # Index by capture number, so frames overwritten before anyone took them show as gaps (dropped).
+            self._index = captured
+            return self._emit(image, timestamp)
         if self._capture is None:
             raise SourceError(f"{self.name}: read() before open()")
         if not self._pacer.wait(timeout):
@@ -767,6 +773,8 @@ class ReopeningSource(SourceBase):
         self._attempt = 0
         self._retry_at = 0.0
         self._last_progress = 0.0
+        self._index_base = 0
+        self._next_index = 0
 
     @property
     def stats(self) -> SourceStats:
@@ -803,7 +811,10 @@ class ReopeningSource(SourceBase):
             return None
         self._last_progress = now
         self._attempt = 0
-        frame = dataclasses.replace(frame, index=self._stats.frames)
+        # Offset, not renumber: gaps in the inner source's numbering (stale frames it dropped) must survive.
+        # (max: still increasing when an inner source restarts its own numbering mid-stream)
+        frame = dataclasses.replace(frame, index=max(self._next_index, self._index_base + frame.index))
+        self._next_index = frame.index + 1
         self._stats.frames += 1
         return frame
 
@@ -826,6 +837,7 @@ class ReopeningSource(SourceBase):
             self._fail("open", f"{type(exc).__name__}: {exc}")
             return False
         self._inner = source
+        self._index_base = self._next_index
         self._last_progress = self._clock()
         if self._recovering:
             self._stats.reopens += 1
