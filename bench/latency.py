@@ -11,23 +11,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier
-
-
-def ms_per_face(classifier: EmotionClassifier, faces: np.ndarray, runs: int) -> float:
-    for _ in range(10):
-        classifier.classify(faces)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.classify(faces)
-        samples.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(samples)) / len(faces)
+from emotion_edge.device.classifier import EmotionClassifier, ms_per_face
 
 
 def main() -> None:

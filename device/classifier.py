@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,15 @@ def tensor_quant(detail: dict) -> TensorQuant:
     """The metadata record of one interpreter tensor, as `quantize` writes it."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
+
+
+def ms_per_face(classifier: EmotionClassifier, faces: np.ndarray, runs: int = 200) -> float:
+    """Median milliseconds per face when `faces` go through one invoke, after warm-up."""
+    for _ in range(10):
+        classifier.classify(faces)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.classify(faces)
+        samples.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(samples)) / len(faces)

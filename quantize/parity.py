@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -62,19 +60,6 @@ def compare(split: str, data: Split, float_probs: np.ndarray, int8_probs: np.nda
             name: 100.0 * (_recall(data.labels, q_pred, k) - _recall(data.labels, f_pred, k)) for k, name in enumerate(labels)
         },
     )
-
-
-def latency_ms(classify: Callable[[np.ndarray], np.ndarray], face: np.ndarray, runs: int = 200) -> float:
-    """Median milliseconds for one face through one invoke, after warm-up."""
-    batch = face[np.newaxis]
-    for _ in range(10):
-        classify(batch)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classify(batch)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
 
 
 def to_dict(result: SplitParity) -> dict:

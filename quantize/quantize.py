@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier, tensor_quant
+from emotion_edge.device.classifier import EmotionClassifier, ms_per_face, tensor_quant
 from emotion_edge.device.contract import ModelContract, labels_for, normalize
 from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
 from emotion_edge.quantize.convert import convert_int8, representative_sample
-from emotion_edge.quantize.parity import ParityGate, SplitParity, compare, format_table, latency_ms, to_dict
+from emotion_edge.quantize.parity import ParityGate, SplitParity, compare, format_table, to_dict
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import write_json
 from emotion_edge.training.splits import make_splits
@@ -96,7 +96,7 @@ def quantize(source: Path, out: Path, options: QuantizeOptions) -> QuantizeResul
         for name in ("val", "test") if len(splits[name])
     ]
     failures = options.gate.failures(parity)
-    latency = latency_ms(classifier.classify, splits["val"].images[0])
+    latency = ms_per_face(classifier, splits["val"].images[:1])
     sizes = {"keras_bytes": model_file.stat().st_size, "tflite_bytes": len(blob)}
     metrics = {"parity": [to_dict(p) for p in parity], "latency_ms_per_face_1_thread": latency, **sizes,
                "int8_accuracy": {p.split: p.int8_accuracy for p in parity}, "gate": asdict(options.gate),
