@@ -19,6 +19,7 @@ import numpy as np
 from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.contract import square_box, to_gray
 from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.model_metadata import file_sha256
 from emotion_edge.device.overlay import OverlayFace, draw_faces
 from emotion_edge.device.pipeline import FacePipeline, classify_boxes, detect_boxes, normalized
 from emotion_edge.device.sources import VIDEO_SUFFIXES, OpenCVSource, SourceError, SourceExhausted
@@ -126,11 +127,7 @@ def analyze_video(path: Path, pipeline: FacePipeline, max_frames: int = 0) -> di
                 {"track_id": f.track_id, **face_json(f.box, f.state.probabilities, labels, frame.gray.shape),
                  "emotion": labels[f.state.dominant], "confidence": round(f.state.confidence, 5)}
                 for f in reading.faces]})
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"id": "sha256:" + digest.hexdigest(), "file": str(path), "kind": "video",
+    return {"id": "sha256:" + file_sha256(path), "file": str(path), "kind": "video",
             "model": {"sha256": pipeline.classifier.sha256, "labels": list(labels)}, "frames": frames}
 
 

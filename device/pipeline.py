@@ -47,22 +47,15 @@ class FrameReading:
 
 @dataclass
 class StageTimer:
-    """Per-stage milliseconds as an exponential moving average, plus counters for stats."""
+    """Per-stage milliseconds as an exponential moving average, for stats."""
 
     alpha: float = 0.1
     ms: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
-    frames: int = 0
-    dropped: int = 0
-    started: float = field(default_factory=time.monotonic)
 
     def record(self, stage: str, seconds: float) -> None:
         value = 1000.0 * seconds
         previous = self.ms.get(stage, 0.0)
         self.ms[stage] = value if previous == 0.0 else previous + self.alpha * (value - previous)
-
-    def fps(self, now: float | None = None) -> float:
-        elapsed = (now if now is not None else time.monotonic()) - self.started
-        return self.frames / elapsed if elapsed > 0 else 0.0
 
 
 def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
@@ -139,5 +132,4 @@ class FacePipeline:
             smoother = self._smoothers.setdefault(track_id, EmotionSmoother(len(self.classifier.labels), self.smoothing))
             faces.append(FaceReading(track_id, boxes[track_id], normalized(boxes[track_id], frame.gray.shape),
                                      p, smoother.update(p), track_id in new_ids))
-        self.timer.frames += 1
         return FrameReading(frame.index, frame.timestamp, tuple(faces), ended, detected)
