@@ -112,3 +112,16 @@ def test_pipeline_keeps_one_id_for_a_moving_face_and_ends_it_when_gone(classifie
     canvas[90:390, 300:600] = face
     back = pipeline.process(_frame(canvas, 16, 1.6))
     assert [f.track_id for f in back.faces] == [2] and back.faces[0].is_new
+
+
+def test_analyze_video_follows_people_across_frames(capsys):
+    from pathlib import Path
+
+    demo = Path(__file__).parent.parent / "examples" / "demo.mp4"
+    code, [result] = _analyze_json(capsys, demo)
+    assert code == 0 and result["kind"] == "video" and len(result["frames"]) == 90
+    assert result["id"] == "sha256:" + hashlib.sha256(demo.read_bytes()).hexdigest()
+    # The person steps out of view for frames 55-64 and comes back: two tracks, never two at once.
+    assert {f["track_id"] for fr in result["frames"] for f in fr["faces"]} == {1, 2}
+    assert all(len(fr["faces"]) <= 1 for fr in result["frames"])
+    assert all(fr["faces"] == [] for fr in result["frames"][56:64])
