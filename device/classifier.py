@@ -31,8 +31,8 @@ class _Tensor:
 
 
 def _tensor(detail: dict) -> _Tensor:
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return _Tensor(detail["index"], detail["dtype"], float(scale), int(zero_point))
+    quant = tensor_quant(detail)
+    return _Tensor(detail["index"], detail["dtype"], quant.scale, quant.zero_point)
 
 
 def _check_against_contract(path: Path, meta: ModelMetadata, inp: dict, out: dict, require_int8: bool) -> None:
@@ -45,14 +45,15 @@ def _check_against_contract(path: Path, meta: ModelMetadata, inp: dict, out: dic
     if classes != contract.num_classes:
         raise ContractError(f"{path}: field 'labels' lists {contract.num_classes} classes, model outputs {classes}")
     for role, spec, detail in (("input", meta.input, inp), ("output", meta.output, out)):
-        actual = np.dtype(detail["dtype"]).name
-        if actual != spec.dtype:
-            raise ContractError(f"{path}: field '{role}.dtype' says {spec.dtype}, model tensor is {actual}")
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        if spec.dtype != "float32" and (not np.isclose(scale, spec.scale, rtol=1e-6) or zero_point != spec.zero_point):
+        actual = tensor_quant(detail)
+        if actual.dtype != spec.dtype:
+            raise ContractError(f"{path}: field '{role}.dtype' says {spec.dtype}, model tensor is {actual.dtype}")
+        if spec.dtype != "float32" and (
+            not np.isclose(actual.scale, spec.scale, rtol=1e-6) or actual.zero_point != spec.zero_point
+        ):
             raise ContractError(
                 f"{path}: field '{role}.scale/zero_point' says ({spec.scale}, {spec.zero_point}), "
-                f"model tensor has ({scale}, {zero_point})"
+                f"model tensor has ({actual.scale}, {actual.zero_point})"
             )
     if require_int8 and meta.input.dtype == "float32":
         raise ModelError(f"{path}: is a float model; the device needs the full-integer int8 model from `emotion-edge quantize`")
