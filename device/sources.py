@@ -106,6 +106,7 @@ class SourceBase:
     """Context-manager plumbing shared by the sources: ``with source:`` opens and closes."""
 
     name: str = "source"
+    _index: int = 0  # number of the next frame; open() resets it
 
     def open(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -125,6 +126,12 @@ class SourceBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+    def _emit(self, image: np.ndarray, timestamp: float) -> Frame:
+        """A BGR image as the next numbered frame."""
+        frame = bgr_frame(image, timestamp, self._index)
+        self._index += 1
+        return frame
 
 
 def bgr_frame(image: np.ndarray, timestamp: float, index: int) -> Frame:
@@ -407,10 +414,6 @@ class OpenCVSource(SourceBase):
             raise SourceError(f"{self.name}: video has no readable frames")
         return image
 
-    def _emit(self, image: np.ndarray, timestamp: float) -> Frame:
-        frame = bgr_frame(image, timestamp, self._index)
-        self._index += 1
-        return frame
 
     def close(self, join_timeout: float = 2.0) -> None:
         reader, self._reader = self._reader, None
@@ -508,9 +511,7 @@ class ImageSource(SourceBase):
             return None
         image = self._next_image()
         self._pacer.mark()
-        frame = bgr_frame(image, self._clock(), self._index)
-        self._index += 1
-        return frame
+        return self._emit(image, self._clock())
 
     def _next_image(self) -> np.ndarray:
         assert self._files is not None
