@@ -18,6 +18,7 @@ from typing import Callable
 from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.detection import make_detector
+from emotion_edge.device.live import LiveState
 from emotion_edge.device.pipeline import FacePipeline, FrameReading
 from emotion_edge.device.sources import (
     Backoff, FrameSource, ReopeningSource, SourceExhausted, SourceOptions, open_source,
@@ -80,6 +81,9 @@ class Daemon:
                                      config.tracker, config.smoothing)
         self.source = source if source is not None else build_source(config)
         self.handlers = list(handlers or [])
+        # Extra stats fields from plugged-in parts (MQTT spool depth, ...), merged into stats().
+        self.stats_providers: list[Callable[[], dict]] = []
+        self.live = LiveState(self.classifier.labels)
         self.counters = LoopCounters()
         self.stop_event = threading.Event()
 
@@ -87,7 +91,7 @@ class Daemon:
         timer = self.pipeline.timer
         elapsed = time.monotonic() - self.counters.started
         source_stats = getattr(self.source, "stats", None)
-        return {
+        stats = {
             "fps": round(self.counters.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "frames": self.counters.frames,
             "dropped_frames": self.counters.dropped,
@@ -96,6 +100,9 @@ class Daemon:
             "model_sha256": self.classifier.sha256,
             "source": vars(source_stats) if source_stats is not None else {},
         }
+        for provider in self.stats_providers:
+            stats.update(provider())
+        return stats
 
     def step(self) -> FrameReading | None:
         """One frame through the pipeline and out to the handlers; None when no frame came in time."""
@@ -106,6 +113,7 @@ class Daemon:
         self.pipeline.timer.record("capture", time.perf_counter() - started)
         self.counters.count(frame.index)
         reading = self.pipeline.process(frame)
+        self.live.update_frame(frame, reading)
         started = time.perf_counter()
         for handler in self.handlers:
             handler(reading)
@@ -125,7 +133,9 @@ class Daemon:
                 if max_frames and self.counters.frames >= max_frames:
                     break
                 if time.monotonic() >= next_stats:
-                    log.info("stats", extra=self.stats())
+                    stats = self.stats()
+                    self.live.update(stats=stats)
+                    log.info("stats", extra=stats)
                     next_stats += self.config.pipeline.stats_interval_s
         final = self.stats()
         log.info("stopped", extra=final)

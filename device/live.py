@@ -1,0 +1,57 @@
+"""The daemon's latest view of the world, shared with the consumers that run on their own threads.
+
+The camera loop writes one snapshot per frame (a cheap reference swap under a
+lock); previews, the OLED, the status page and the HTTP API read it at their own
+bounded rates. So a slow display can never slow the loop: it just skips frames.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from emotion_edge.device.pipeline import FrameReading
+from emotion_edge.device.room import RoomState, room_state
+from emotion_edge.device.sources import Frame
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    frame: Frame | None = None  # the newest processed frame (BGR image + gray)
+    reading: FrameReading | None = None
+    room: RoomState | None = None
+    stats: dict[str, Any] = field(default_factory=dict)  # the daemon's latest stats()
+    mqtt: str = "disabled"  # "disabled", "connecting", "connected", "disconnected" or an error text
+    last_event: dict[str, Any] | None = None  # the last event published (the MQTT `events` payload)
+    sequence: int = 0  # increases with every frame, so readers can tell a new snapshot from the one they drew
+
+
+class LiveState:
+    def __init__(self, labels: tuple[str, ...]):
+        self.labels = labels
+        self._lock = threading.Lock()
+        self._snapshot = Snapshot(room=room_state(None, labels))
+        self._changed = threading.Condition(self._lock)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._snapshot
+
+    def wait_newer(self, sequence: int, timeout: float) -> Snapshot:
+        """The snapshot once its sequence exceeds `sequence`, or the current one after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._snapshot.sequence > sequence, timeout)
+            return self._snapshot
+
+    def update_frame(self, frame: Frame, reading: FrameReading) -> None:
+        room = room_state(reading, self.labels)
+        with self._changed:
+            self._snapshot = replace(self._snapshot, frame=frame, reading=reading, room=room,
+                                     sequence=self._snapshot.sequence + 1)
+            self._changed.notify_all()
+
+    def update(self, **fields: Any) -> None:
+        """Replace other fields (stats, mqtt, last_event) without touching the frame."""
+        with self._lock:
+            self._snapshot = replace(self._snapshot, **fields)
