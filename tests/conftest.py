@@ -23,3 +23,25 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def fer_csv(tmp_path) -> Path:
     return synthetic.write_csv(tmp_path / "fer.csv")
+
+
+def require_binary(name: str, package: str) -> str:
+    """Path of a real peer program (mosquitto, sshd, ...); skip without it, but fail under CI's EMOTION_EDGE_REQUIRE_PEERS=1."""
+    import shutil
+
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    message = f"{name} not found: install Debian's {package} package (apt-get install {package})"
+    if os.environ.get("EMOTION_EDGE_REQUIRE_PEERS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (tests only ever talk to loopback)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
