@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.contract import ContractError, ModelContract, normalize
+from emotion_edge.device.contract import ContractError, ModelContract, average_mirrors, normalize, with_mirrors
 from emotion_edge.device.litert import interpreter_class, read_tflite
 from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
 
@@ -63,7 +63,9 @@ class EmotionClassifier:
     """Loads and validates a model once; `classify` takes a batch of uint8 face crops."""
 
     def __init__(self, path: str | Path, threads: int = 1, require_int8: bool = True, check_sha: bool = True):
-        self.path = Path(path)
+        # A `current` link is followed once, here: the model and its sidecar are both read from the
+        # link's target, so a deploy flipping the link mid-load cannot pair one model with another's contract.
+        self.path = Path(path).resolve()
         blob = read_tflite(self.path, ModelError)
         self.metadata = load_metadata(self.path)
         if check_sha and self.metadata.sha256 != file_sha256(self.path):
@@ -115,15 +117,18 @@ class EmotionClassifier:
             self._batch = n
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
-        """uint8 crops (N, S, S) -> probabilities (N, classes), all faces in one invoke."""
+        """uint8 crops (N, S, S) -> probabilities (N, classes), all faces (and their mirrors, when the
+        contract says flip_average) in one invoke."""
         faces = np.asarray(faces)
         if faces.shape[0] == 0:
             return np.zeros((0, self.contract.num_classes), np.float32)
-        x = self._quantize(normalize(faces))
+        flip = self.contract.flip_average
+        x = self._quantize(normalize(with_mirrors(faces) if flip else faces))
         self._ensure_batch(x.shape[0])
         self._interpreter.set_tensor(self._input.index, x)
         self._interpreter.invoke()
-        return self._dequantize(self._interpreter.get_tensor(self._output.index))
+        probs = self._dequantize(self._interpreter.get_tensor(self._output.index))
+        return average_mirrors(probs) if flip else probs
 
     def classify_many(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Evaluation helper: bounded batches so memory stays flat on large test sets."""

@@ -37,6 +37,10 @@ class ModelContract:
     channels: int = 1
     preprocessing: str = PREPROCESSING_ID
     face_margin: float = DEFAULT_FACE_MARGIN
+    # Average each face's probabilities with its mirror image's (one invoke holds both). A property of the
+    # model, not a runtime option: its accuracy and int8 parity were measured this way, and averaging two
+    # views halves the near-ties that int8 rounding flips (see models/README.md).
+    flip_average: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +134,18 @@ def crop_face(
 
         inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
     return resize_face(inside, size)
+
+
+def with_mirrors(faces: np.ndarray) -> np.ndarray:
+    """(N, S, S[, 1]) crops followed by their left-right mirrors: 2N crops for one flip-averaged invoke."""
+    faces = np.asarray(faces)
+    return np.concatenate([faces, faces[:, :, ::-1]])
+
+
+def average_mirrors(probs: np.ndarray) -> np.ndarray:
+    """Probabilities of 2N crops laid out as with_mirrors() made them -> the N faces' averages."""
+    half = probs.shape[0] // 2
+    return (probs[:half] + probs[half:]) / 2.0
 
 
 def normalize(faces: np.ndarray) -> np.ndarray:

@@ -91,6 +91,8 @@ def parse_metadata(raw: Any, where: Path) -> ModelMetadata:
             channels=_field(raw, "channels", int, where),
             preprocessing=_field(raw, "preprocessing", str, where),
             face_margin=_field(raw, "face_margin", float, where),
+            # Absent in contracts written before the field existed: those models run single-pass.
+            flip_average=_field(raw, "flip_average", bool, where) if "flip_average" in raw else False,
         )
     except ContractError as exc:
         raise ContractError(f"{where}: {exc}") from None

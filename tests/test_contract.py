@@ -47,3 +47,19 @@ def test_normalize_scales_to_unit_range_with_channel_axis():
     assert x.min() == 0.0 and x.max() == 1.0
     with pytest.raises(ValueError, match="expected face crops"):
         normalize(np.zeros((2, 48, 48, 3), np.uint8))
+
+
+def test_contract_without_flip_field_is_single_pass_and_a_wrong_type_is_named(tmp_path):
+    import json
+    from pathlib import Path
+
+    from emotion_edge.device.model_metadata import parse_metadata
+
+    raw = {"format": "emotion-edge-model/1", "labels": list(EMOTIONS), "input_size": 48, "channels": 1,
+           "preprocessing": "gray48-unit-v1", "face_margin": 0.15, "sha256": "0" * 64,
+           "input": {"dtype": "int8", "scale": 1 / 255, "zero_point": -128},
+           "output": {"dtype": "int8", "scale": 1 / 256, "zero_point": -128}}
+    assert parse_metadata(raw, Path("m.json")).contract.flip_average is False
+    assert parse_metadata({**raw, "flip_average": True}, Path("m.json")).contract.flip_average is True
+    with pytest.raises(ContractError, match="field 'flip_average' should be bool"):
+        parse_metadata({**raw, "flip_average": "yes"}, Path("m.json"))

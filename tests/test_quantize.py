@@ -43,7 +43,24 @@ def test_quantize_writes_int8_model_contract_and_parity_report(quantized):
     assert parity["gate_passed"] and {p["split"] for p in parity["parity"]} == {"val", "test"}
     for p in parity["parity"]:
         assert p["agreement"] >= 0.97 and p["int8_accuracy"] > 0.5
-    assert "Gate: PASSED" in quantized.with_suffix(".parity.md").read_text()
+    # Both inference modes are reported; the gate judges the one the contract prescribes (flip averaging).
+    assert meta["flip_average"] is True and parity["flip_average"] is True
+    assert {p["split"] for p in parity["parity_single_pass"]} == {"val", "test"}
+    report = quantized.with_suffix(".parity.md").read_text()
+    assert "Gate: PASSED" in report and "Single pass" in report
+
+
+def test_flip_averaged_classification_is_the_mean_of_a_face_and_its_mirror(quantized, workdir, tmp_path):
+    faces = make_splits(load_fer2013(workdir / "fer.csv"), tuple(json.loads(quantized.with_suffix(".json").read_text())["labels"]))["test"].images[:5]
+    single = tmp_path / "single.tflite"
+    shutil.copy(quantized, single)
+    meta = json.loads(quantized.with_suffix(".json").read_text())
+    single.with_suffix(".json").write_text(json.dumps({**meta, "flip_average": False}))
+    one_view = EmotionClassifier(single)
+    expected = (one_view.classify(faces) + one_view.classify(faces[:, :, ::-1])) / 2
+    flipped = EmotionClassifier(quantized).classify(faces)
+    np.testing.assert_allclose(flipped, expected, atol=1e-6)
+    assert not np.allclose(flipped, one_view.classify(faces), atol=1e-3), "the mirror views must change something"
 
 
 def test_batch_classification_equals_per_face(quantized, workdir):

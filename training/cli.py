@@ -84,6 +84,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     out = args.out or base / f"eval-{model.stem if not model.is_dir() else 'model'}-{canonical_split(args.split)}"
     result = evaluate(model, args.data, args.split, out, args.tta, args.protocol, args.seed, args.skip_bad)
     f1 = ", ".join(f"{k} {v:.3f}" for k, v in result["per_class_f1"].items())
-    print(f"{args.model} on {result['split']} ({result['samples']} faces, tta={args.tta}): "
+    print(f"{args.model} on {result['split']} ({result['samples']} faces, tta={result['tta']}): "
           f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}\nper-class F1: {f1}\nreports: {out}")
     return 0

@@ -63,10 +63,11 @@ def load_any_model(path: str | Path, threads: int = 2) -> LoadedModel:
 
 def predict_with_tta(model: LoadedModel, faces: np.ndarray, tta: bool) -> np.ndarray:
     """Probabilities, averaged with the mirrored faces when `tta` (faces are left-right symmetric in meaning)."""
-    probs = np.asarray(model.predict(faces), dtype=np.float64)
-    if tta:
-        probs = (probs + np.asarray(model.predict(np.ascontiguousarray(faces[:, :, ::-1])), dtype=np.float64)) / 2.0
-    return probs
+    from emotion_edge.device.contract import average_mirrors, with_mirrors
+
+    if not tta:
+        return np.asarray(model.predict(faces), dtype=np.float64)
+    return average_mirrors(np.asarray(model.predict(np.ascontiguousarray(with_mirrors(faces))), dtype=np.float64))
 
 
 def evaluate(model_path: str | Path, data: str, split: str, out_dir: Path, tta: bool,
@@ -75,8 +76,10 @@ def evaluate(model_path: str | Path, data: str, split: str, out_dir: Path, tta: 
     name = canonical_split(split)
     splits = make_splits(load_fer2013(data, skip_bad=skip_bad), model.contract.labels, protocol, seed)
     chosen = splits[name]
-    probs = predict_with_tta(model, chosen.images, tta)
+    # A model whose contract says flip_average already averages mirrors inside classify().
+    probs = predict_with_tta(model, chosen.images, tta and not model.contract.flip_average)
     metrics = write_split_reports(out_dir, name, chosen.labels, probs, model.contract.labels)
-    payload = {"model": str(model_path), "kind": model.kind, "split": name, "tta": tta, **metrics_dict(metrics)}
+    payload = {"model": str(model_path), "kind": model.kind, "split": name,
+               "tta": tta or model.contract.flip_average, **metrics_dict(metrics)}
     write_json(out_dir / "metrics.json", payload)
     return payload
