@@ -1,0 +1,440 @@
+"""MQTT publishing against a real mosquitto on a free loopback port: schema, availability, outages, restarts, TLS, auth, HA.
+
+Never a mocked broker: what is promised (the will, retained availability, QoS 1
+acknowledgements, in-order redelivery after a restart) is a broker's behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.publish as paho_publish
+import pytest
+
+from conftest import free_port, require_binary
+from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
+from emotion_edge.device.daemon import Daemon
+from emotion_edge.device.listen import Listener, Received, subscriptions
+from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.mqtt_config import MqttConfig, MqttTlsConfig, Topics
+from emotion_edge.device.mqtt_connection import BrokerConnection
+from emotion_edge.device.mqtt_publisher import MqttPublisher, attach
+from emotion_edge.device.tracking import TrackerConfig
+from mosquitto import Mosquitto, make_test_pki
+from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+
+pytest.importorskip("jsonschema")
+pytest.importorskip("skimage")
+
+DEVICE = "test-cam"
+TOPICS = Topics.for_device(DEVICE)
+TIMEOUT = 20.0  # generous for a loaded 2-core CI machine; every wait below returns as soon as it can
+
+
+@pytest.fixture(scope="module")
+def face_video(tmp_path_factory) -> Path:
+    return write_face_video(tmp_path_factory.mktemp("mqtt-video") / "faces.avi")
+
+
+@pytest.fixture
+def mosquitto_binary() -> str:
+    return require_binary("mosquitto", "mosquitto")
+
+
+@pytest.fixture
+def broker(mosquitto_binary, tmp_path):
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port()) as running:
+        yield running
+
+
+def connection(port: int, **kwargs) -> BrokerConnection:
+    return BrokerConnection("127.0.0.1", port, reconnect_min_s=0.1, reconnect_max_s=0.5, **kwargs)
+
+
+class Inbox:
+    """Everything a Listener received, in arrival order, with waits that return as soon as a condition holds."""
+
+    def __init__(self, listener: Listener):
+        self.listener = listener
+        self.received: list[Received] = []
+
+    def _pull(self, timeout: float) -> None:
+        try:
+            self.received.append(self.listener.messages.get(timeout=timeout))
+        except Exception:  # queue.Empty
+            return
+        while not self.listener.messages.empty():
+            self.received.append(self.listener.messages.get_nowait())
+
+    def wait(self, condition: Callable[[Inbox], bool], what: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition(self):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}; received: "
+                                     f"{[(m.topic, str(m.payload)[:80]) for m in self.received][-10:]}")
+            self._pull(min(remaining, 0.2))
+
+    def payloads(self, kind: str) -> list:
+        return [m.payload for m in self.received if m.kind == kind]
+
+    def events(self) -> list[dict]:
+        return self.payloads("events")
+
+
+def listen(port: int, topics: list[str] | None = None, **kwargs) -> Inbox:
+    kwargs.setdefault("connection", connection(port))
+    listener = Listener(kwargs.pop("connection"), topics or subscriptions(TOPICS.prefix), **kwargs).start()
+    return Inbox(listener)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def mqtt_config(port: int, tmp_path: Path, **overrides) -> MqttConfig:
+    settings = dict(enabled=True, host="127.0.0.1", port=port, spool_path=tmp_path / "spool.db",
+                    update_min_interval_s=0.0, update_refresh_s=0.1, state_min_interval_s=0.1, stats_interval_s=0.3,
+                    reconnect_min_s=0.1, reconnect_max_s=0.5, shutdown_flush_s=3.0)
+    return MqttConfig(**{**settings, **overrides})
+
+
+def daemon_config(video: Path, mqtt: MqttConfig) -> DaemonConfig:
+    # fps paces the looped clip like a camera (and spares the shared CPU); max_missed = 1 ends a track
+    # within the clip's empty frames, so every cycle gives `new` and `end` events.
+    return DaemonConfig(device_id=DEVICE, camera=CameraConfig(source=str(video), loop=True, fps=30.0),
+                        model=ModelConfig(path=packaged_model_path(), threads=1),
+                        tracker=TrackerConfig(max_missed=1), mqtt=mqtt)
+
+
+class RunningDaemon:
+    """The real camera loop on its own thread, with the MQTT publisher attached as `emotion-edge run` does."""
+
+    def __init__(self, config: DaemonConfig):
+        self.daemon = Daemon(config)
+        self.publisher = attach(self.daemon)
+        self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.daemon.stop()
+        self.thread.join(10)
+        self.publisher.close()
+
+
+def first_occurrences(events: list[dict]) -> list[dict]:
+    """Events with duplicates (at-least-once redelivery) removed; duplicates must be byte-identical."""
+    seen: dict[int, dict] = {}
+    ordered = []
+    for event in events:
+        if event["seq"] in seen:
+            assert seen[event["seq"]] == event, "a redelivered event differs from the first delivery"
+            continue
+        seen[event["seq"]] = event
+        ordered.append(event)
+    return ordered
+
+
+def test_events_state_stats_and_availability_arrive_as_documented(broker, face_video, tmp_path):
+    inbox = listen(broker.port, subscriptions(TOPICS.prefix) + ["homeassistant/#"])
+    running = RunningDaemon(daemon_config(face_video, mqtt_config(broker.port, tmp_path)))
+    try:
+        inbox.wait(lambda i: any(e["type"] == "end" for e in i.events()) and len(i.events()) >= 6
+                   and i.payloads("stats") and i.payloads("state"), "events of every type, state and stats")
+        assert running.daemon.live.snapshot().mqtt == "connected"
+        assert running.daemon.live.snapshot().last_event["seq"] >= 1
+    finally:
+        running.stop()
+    inbox.wait(lambda i: i.payloads("availability")[-1:] == ["stopped"], "availability 'stopped'")
+
+    check_event, check_state, check_stats = validator("event"), validator("state"), validator("stats")
+    events = inbox.events()
+    for event in events:
+        check_event.validate(event)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # no broker trouble: no duplicates either
+    assert {e["type"] for e in events} == {"new", "update", "end"}
+    assert events[-1]["reason"] == "shutdown" or running.publisher.builder.open_tracks == ()
+    by_track: dict[int, list[dict]] = {}
+    for event in events:
+        by_track.setdefault(event["track_id"], []).append(event)
+    for track_events in by_track.values():
+        assert track_events[0]["type"] == "new"
+        for previous, current in zip(track_events, track_events[1:]):
+            assert current["before"] == previous["after"]  # a subscriber can chain a track's events
+    assert all(e["model_sha256"] == running.daemon.classifier.sha256 for e in events)
+    for state in inbox.payloads("state"):
+        check_state.validate(state)
+    for stats in inbox.payloads("stats"):
+        check_stats.validate(stats)
+    assert inbox.payloads("stats")[-1]["spool"]["dropped"] == 0
+    availability = inbox.payloads("availability")
+    assert availability[0] == "online" and availability[-1] == "stopped"
+    # Retained: a subscriber arriving later learns the device stopped cleanly and the last room state.
+    late = listen(broker.port)
+    late.wait(lambda i: i.payloads("availability") and i.payloads("state"), "retained availability and state")
+    assert late.payloads("availability") == ["stopped"] and all(m.retained for m in late.received)
+    late.listener.close()
+    inbox.listener.close()
+
+
+def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restarts(broker, tmp_path):
+    jinja2 = pytest.importorskip("jinja2")
+    inbox = listen(broker.port, subscriptions(TOPICS.prefix) + ["homeassistant/#"])
+    # The daemon's stats carry fps; a stand-in source keeps this test free of the camera loop.
+    publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA,
+                              stats_source=lambda: {"fps": 12.5}).start()
+    try:
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4, "discovery")
+        publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
+        publisher.handle_reading(reading(1, time.monotonic(), (face(1, "sad"),)))
+        publisher.handle_reading(reading(2, time.monotonic(), (), ended=(1,)))
+        inbox.wait(lambda i: len(i.events()) >= 3 and i.payloads("state") and i.payloads("stats"), "events, state, stats")
+        configs = {m.topic: m.payload for m in inbox.received if m.topic.startswith("homeassistant/")}
+        # Home Assistant says it restarted: the configs come again.
+        before = len([m for m in inbox.received if m.topic.startswith("homeassistant/")])
+        paho_publish.single("homeassistant/status", "online", qos=1, hostname="127.0.0.1", port=broker.port)
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= before + 4,
+                   "discovery re-sent after homeassistant/status online")
+    finally:
+        publisher.close()
+        inbox.listener.close()
+
+    check = validator("ha_discovery")
+    assert sorted(t.split("/")[1] + "/" + t.split("/")[3] for t in configs) == [
+        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps"]
+    env = jinja2.Environment()
+    latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1]}
+    for topic, config in configs.items():
+        check.validate(config)
+        assert topic == f"homeassistant/{topic.split('/')[1]}/test-cam/{topic.split('/')[3]}/config"
+        assert config["availability"][0]["topic"] == TOPICS.availability
+        avail = env.from_string(config["availability"][0]["value_template"])
+        assert [avail.render(value=v) for v in ("online", "offline", "stopped")] == ["online", "offline", "offline"]
+        template = env.from_string(config["value_template"])
+        if topic.startswith("homeassistant/event/"):
+            rendered = [json.loads(template.render(value_json=e)) for e in inbox.events()]
+            assert [r["event_type"] for r in rendered] == ["happy", "sad", "left"]
+            assert all(r["event_type"] in config["event_types"] for r in rendered)
+        else:
+            value = template.render(value_json=latest[config["state_topic"].rsplit("/", 1)[1]])
+            if "options" in config:
+                assert value in config["options"]
+            else:
+                assert float(value) == {"faces": 0.0, "fps": 12.5}[topic.split("/")[3]]
+    # The schema rejects what Home Assistant would reject.
+    event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
+    assert not check.is_valid({k: v for k, v in event_config.items() if k != "state_topic"})
+    assert not check.is_valid(dict(event_config, event_types=[]))
+
+
+def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_video, tmp_path):
+    # Persistence on, and a persistent subscriber session: the broker restart keeps the logger's queue, as on
+    # a production broker, so what the device re-sends before the logger reconnects still reaches it.
+    broker = Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), persistence=True).start()
+    inbox = listen(broker.port, subscriptions(TOPICS.prefix), client_id="test-logger", persistent=True)
+    running = RunningDaemon(daemon_config(face_video, mqtt_config(broker.port, tmp_path)))
+    try:
+        inbox.wait(lambda i: len(i.events()) >= 5, "events before the outage")
+        broker.stop()
+        spooled = lambda: running.publisher.stats()["spool"]["depth"]  # noqa: E731
+        wait_until(lambda: spooled() >= 8, "events spooled during the outage")
+        assert running.daemon.counters.frames > 0 and running.publisher.stats()["mqtt"]["state"] != "connected"
+        frames_during_outage = running.daemon.counters.frames
+        broker.start()
+        wait_until(lambda: running.publisher.counters.connects >= 2 and spooled() == 0, "the spool to drain")
+        assert running.daemon.counters.frames > frames_during_outage  # the camera loop never stopped
+    finally:
+        running.stop()
+    created = running.publisher.counters.events
+    inbox.wait(lambda i: {e["seq"] for e in i.events()} >= set(range(1, created + 1)), f"all {created} events")
+    inbox.listener.close()
+    broker.stop()
+    delivered = first_occurrences(inbox.events())
+    assert [e["seq"] for e in delivered] == list(range(1, created + 1))  # in order, no gap, nothing lost
+    assert running.publisher.stats()["spool"] == {"depth": 0, "bytes": 0, "dropped": 0}
+
+
+def _write_config(path: Path, port: int, spool: Path, video: Path) -> Path:
+    path.write_text(f"""device_id = "{DEVICE}"
+[camera]
+source = "{video}"
+loop = true
+fps = 30.0
+[model]
+path = "{packaged_model_path()}"
+threads = 1
+[tracker]
+max_missed = 1
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+spool_path = "{spool}"
+update_min_interval_s = 0.0
+update_refresh_s = 0.1
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+""")
+    return path
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+
+
+def _spool_depth(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+
+
+def test_a_killed_daemon_delivers_its_spool_after_restart_its_will_says_offline_and_sigterm_says_stopped(
+        mosquitto_binary, face_video, tmp_path):
+    port, spool = free_port(), tmp_path / "spool.db"
+    config = _write_config(tmp_path / "config.toml", port, spool, face_video)
+    # 1. No broker: events can only go to the spool. Kill the daemon without warning.
+    first = _spawn(config, tmp_path / "first.log")
+    try:
+        wait_until(lambda: _spool_depth(spool) >= 5, "events spooled with no broker", timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    undelivered = _spool_depth(spool)
+    # 2. The broker is back; a new daemon delivers the old events first, then its own.
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", port) as broker:
+        inbox = listen(broker.port)
+        second = _spawn(config, tmp_path / "second.log")
+        try:
+            inbox.wait(lambda i: "online" in i.payloads("availability")
+                       and any(e["seq"] > undelivered + 2 for e in i.events()), "spooled and new events", timeout=60)
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait()
+        # 3. Killed, not stopped: the broker publishes the last will.
+        inbox.wait(lambda i: i.payloads("availability")[-1:] == ["offline"], "the will 'offline'")
+        assert "stopped" not in inbox.payloads("availability")
+        # 4. `emotion-edge run` stopped by SIGTERM (systemctl stop): open tracks end, the spool drains, `stopped`.
+        seen = len(inbox.events())
+        before_third = max(e["seq"] for e in inbox.events())
+        third = _spawn(config, tmp_path / "third.log")
+        try:
+            inbox.wait(lambda i: i.payloads("availability")[-1:] == ["online"] and len(i.events()) > seen + 2,
+                       "the third daemon's events", timeout=60)
+        finally:
+            third.send_signal(signal.SIGTERM)
+            assert third.wait(timeout=TIMEOUT) == 0
+        inbox.wait(lambda i: i.payloads("availability")[-1:] == ["stopped"], "availability 'stopped'")
+        inbox.listener.close()
+    delivered = first_occurrences(inbox.events())
+    seqs = [e["seq"] for e in delivered]
+    assert seqs[:undelivered] == list(range(1, undelivered + 1))  # the killed daemon's spool came first
+    assert seqs == list(range(1, len(seqs) + 1))  # in order, no gap
+    assert _spool_depth(spool) == 0
+    # A clean stop leaves no track open: every face the third daemon saw appear also ended.
+    third_events = [e for e in delivered if e["seq"] > before_third]
+    assert {e["track_id"] for e in third_events if e["type"] == "new"} <= {
+        e["track_id"] for e in third_events if e["type"] == "end"}
+
+
+def test_tls_with_a_test_ca_client_certificate_and_password(mosquitto_binary, tmp_path, caplog):
+    pki = make_test_pki(tmp_path / "pki")
+    secret = "tls-s3cret-pw"
+    (tmp_path / "pw").write_text(secret + "\n")
+    tls = MqttTlsConfig(enabled=True, ca_file=pki.ca_cert, certfile=pki.client_cert, keyfile=pki.client_key)
+    caplog.set_level(logging.DEBUG)
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"device": secret, "reader": "r-pw"},
+                   pki=pki, require_client_cert=True) as broker:
+        reader = connection(broker.port, tls=tls, username="reader", password="r-pw")
+        inbox = listen(broker.port, connection=reader)
+        config = mqtt_config(broker.port, tmp_path, host="localhost", tls=tls, username="device",
+                             password_file=tmp_path / "pw")
+        publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA).start()
+        try:
+            publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
+            inbox.wait(lambda i: i.events() and "online" in i.payloads("availability"), "an event over TLS")
+        finally:
+            publisher.close()
+        # A clean stop ends the open track first, then says `stopped`.
+        inbox.wait(lambda i: i.payloads("availability")[-1:] == ["stopped"], "availability 'stopped'")
+        inbox.listener.close()
+        for event in inbox.events():
+            validator("event").validate(event)
+        assert [(e["type"], e["reason"]) for e in inbox.events()] == [("new", "appeared"), ("end", "shutdown")]
+        arrivals = [(m.kind, m.payload if m.kind == "availability" else None) for m in inbox.received]
+        assert arrivals.index(("availability", "stopped")) > max(
+            i for i, (kind, _) in enumerate(arrivals) if kind == "events")
+        # The certificate is really checked: without the test CA (the system CAs only) the handshake fails.
+        untrusted = connection(broker.port, tls=MqttTlsConfig(enabled=True), username="reader", password="r-pw")
+        with pytest.raises(ValueError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            Listener(untrusted, [TOPICS.events]).start(timeout=5)
+    assert secret not in caplog.text and "r-pw" not in caplog.text
+
+
+def test_a_wrong_password_is_reported_once_and_the_camera_loop_goes_on(mosquitto_binary, face_video, tmp_path,
+                                                                       caplog, monkeypatch):
+    monkeypatch.setenv("EE_TEST_MQTT_PASSWORD", "wrong-s3cret")
+    caplog.set_level(logging.DEBUG)
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"device": "right"}) as broker:
+        config = mqtt_config(broker.port, tmp_path, username="device", password_env="EE_TEST_MQTT_PASSWORD")
+        running = RunningDaemon(daemon_config(face_video, config))
+        try:
+            wait_until(lambda: running.publisher.counters.refused >= 3, "three refused attempts (retrying)")
+            wait_until(lambda: running.publisher.stats()["spool"]["depth"] >= 2, "events kept in the spool")
+            frames = running.daemon.counters.frames
+            wait_until(lambda: running.daemon.counters.frames > frames + 5, "the camera loop going on")
+            state = running.daemon.live.snapshot().mqtt
+        finally:
+            running.stop()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt_publisher")]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not per retry
+    message = errors[0].getMessage()
+    assert "refused the connection: Not authorized" in message and "user 'device'" in message
+    assert "mqtt.password_env" in message and state == message.removeprefix("mqtt: ")
+    assert "wrong-s3cret" not in caplog.text
+
+
+def test_listen_command_prints_one_json_line_per_message(broker, tmp_path):
+    command = [sys.executable, "-m", "emotion_edge.main", "listen", "--host", "127.0.0.1", "--port", str(broker.port),
+               "--device", DEVICE, "--only", "events", "--count", "2", "--timeout", str(TIMEOUT)]
+    listener = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in listener.stderr.readline()
+        publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA).start()
+        publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
+        publisher.handle_reading(reading(1, time.monotonic(), (), ended=(1,)))
+        out, _ = listener.communicate(timeout=TIMEOUT)
+        publisher.close()
+    finally:
+        listener.kill()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert listener.returncode == 0
+    assert [(m["topic"], m["payload"]["type"]) for m in lines] == [(TOPICS.events, "new"), (TOPICS.events, "end")]
+
+
+def test_listen_reports_a_refused_login_clearly(mosquitto_binary, tmp_path):
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"u": "right"}) as secured:
+        result = subprocess.run([sys.executable, "-m", "emotion_edge.main", "listen", "--port", str(secured.port),
+                                 "--host", "127.0.0.1", "--username", "u", "--password-env", "EE_PW"],
+                                capture_output=True, text=True, timeout=TIMEOUT, env=dict(os.environ, EE_PW="wr0ng-pw"))
+    assert result.returncode == 2
+    assert "refused the connection: Not authorized (user 'u')" in result.stderr
+    assert "wr0ng-pw" not in result.stderr + result.stdout
