@@ -1,0 +1,145 @@
+"""The one overlay renderer every preview uses: checked pixel by pixel for known states, and against a golden image."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emotion_edge.device.live import LiveState, Snapshot
+from emotion_edge.device.overlay import (
+    BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite,
+    faces_from_reading, render_overlay, snapshot_overlay,
+)
+from golden import check_golden, save_doc
+from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
+
+ASTRONAUT_FACE = (176, 70, 98, 98)  # her face in skimage.data.astronaut() (512x512), as in tests/test_detection.py
+
+
+def _rgba(label: str) -> tuple[int, int, int, int]:
+    return (*COLORS[label], 255)
+
+
+def _golden_overlay() -> np.ndarray:
+    faces = [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)]
+    return render_overlay((512, 512), faces, Hud(fps=14.8, mqtt="connected"))
+
+
+def test_overlay_matches_the_golden_image():
+    overlay = _golden_overlay()
+    # Anti-aliased text may shift a little between OpenCV releases; boxes and bars are checked exactly below.
+    check_golden("overlay.png", Image.fromarray(overlay, "RGBA"), max_mismatch=0.02, tolerance=48)
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+    save_doc("overlay.jpg", Image.fromarray(composite(photo, overlay)[:, :, ::-1]))
+
+
+def test_box_is_the_emotion_colour_and_everything_else_is_transparent():
+    x, y, w, h = ASTRONAUT_FACE
+    overlay = _golden_overlay()
+    assert overlay.shape == (512, 512, 4) and overlay.dtype == np.uint8
+    for point in [(y + h // 2, x), (y + h // 2, x + w), (y + h, x + w // 2)]:  # left, right and bottom edges
+        assert tuple(overlay[point]) == _rgba("happy")
+    assert overlay[y + 10 : y + h - 10, x + 10 : x + w - 10, 3].max() == 0  # the face itself stays visible
+    assert overlay[y + h + 10 :, :, 3].max() == 0  # below the face and its bars: untouched
+    assert overlay[40:, : x - 10, 3].max() == 0  # left of the face, under the HUD
+
+
+def test_label_names_track_emotion_and_confidence():
+    with_label = render_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)])
+    x, y, w, _ = ASTRONAUT_FACE
+    band = with_label[y - 25 : y - 2, x : x + w + 40, 3]
+    assert (band > 0).sum() > 150  # "#1 happy 80%" sits just above the box
+    other = render_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=12)])
+    assert not np.array_equal(other[y - 25 : y - 2], with_label[y - 25 : y - 2])  # the id is part of the label
+
+
+def test_bar_lengths_are_proportional_to_the_probabilities():
+    probabilities = np.array([0.0, 0.0, 0.0, 0.6, 0.0, 0.0, 0.4], np.float32)
+    item = OverlayFace((100, 100, 200, 200), LABELS, probabilities)
+    size = (960, 960)  # large bars, so the filled part reaches past the row's three-letter name
+    overlay = render_overlay(size, [item])
+    layout = Layout.for_size(*size)
+    x0, y0 = bar_origin(item, size[0], layout)
+    assert x0 == 100 + 200 + 4  # right of the box
+    for k, (label, p) in enumerate(zip(LABELS, probabilities)):
+        row = overlay[y0 + k * layout.bar_row + layout.bar_row // 2 - 1]
+        filled = np.flatnonzero(np.all(row == _rgba(label), axis=1))
+        if p == 0:
+            assert filled.size == 0, label
+            assert tuple(row[x0 + layout.bar_width // 2]) == BAR_TRACK or row[x0 + layout.bar_width // 2, 3] > 0
+        else:
+            assert filled.max() - x0 + 1 == round(layout.bar_width * p), label
+            assert tuple(row[x0 + layout.bar_width]) == BAR_TRACK  # the unfilled rest of the track
+
+
+def test_bars_move_left_of_a_face_at_the_right_edge():
+    item = OverlayFace((560, 100, 70, 70), LABELS, SURPRISED)
+    overlay = render_overlay((640, 480), [item])
+    x0, _ = bar_origin(item, 640, Layout.for_size(640, 480))
+    assert x0 < 560
+    assert overlay[110, x0 : x0 + 20, 3].max() > 0 and overlay[110, 635:, 3].max() == 0
+
+
+def test_hud_shows_fps_and_mqtt_on_a_dark_backing_and_nothing_without_it():
+    overlay = render_overlay((640, 480), [], Hud(fps=9.5, mqtt="disconnected"))
+    assert tuple(overlay[1, 1]) == HUD_BACKING
+    hud = overlay[:30, :260]
+    assert ((hud[:, :, :3].min(axis=-1) > 200) & (hud[:, :, 3] > 200)).sum() > 40  # white text on it
+    assert overlay[40:, :, 3].max() == 0
+    fps_only = render_overlay((640, 480), [], Hud(fps=9.5))
+    assert (fps_only[:30, :, 3] > 0).sum() < (hud[:, :, 3] > 0).sum()  # a shorter line without the MQTT part
+    assert render_overlay((640, 480), [], Hud()).max() == 0
+    assert render_overlay((640, 480), []).max() == 0
+
+
+def test_composite_blends_by_alpha_and_leaves_transparent_pixels_alone():
+    image = np.full((4, 6, 3), 100, np.uint8)
+    overlay = np.zeros((4, 6, 4), np.uint8)
+    overlay[1, 1] = (255, 0, 0, 255)  # opaque red
+    overlay[2, 3] = (0, 0, 200, 128)  # half-transparent blue
+    out = composite(image, overlay)
+    assert tuple(out[1, 1]) == (0, 0, 255)  # BGR
+    assert tuple(out[2, 3]) == (round((100 * 127 + 200 * 128) / 255), round(100 * 127 / 255), round(100 * 127 / 255))
+    untouched = np.ones((4, 6), bool)
+    untouched[1, 1] = untouched[2, 3] = False
+    assert np.all(out[untouched] == 100) and np.all(image == 100)  # the input is not modified
+    assert np.array_equal(composite(image, np.zeros((4, 6, 4), np.uint8)), image)
+    with pytest.raises(ValueError, match="does not fit"):
+        composite(image, np.zeros((5, 6, 4), np.uint8))
+
+
+def test_reading_boxes_are_mapped_from_the_gray_image_to_the_picture():
+    # On a Pi the pipeline sees the 640x360 lores stream; the preview shows the 1280x720 main stream.
+    live = live_with(face(3, (100, 50, 80, 80), SURPRISED))
+    picture = annotate_snapshot(live.snapshot(), LABELS)
+    assert picture.shape == (720, 1280, 3)
+    assert COLORS["surprise"] == (230, 200, 0)  # not a palindrome, so a channel-order mistake shows
+    assert tuple(picture[100 + 80, 200]) == (0, 200, 230)  # BGR; left edge x = 2 * 100, mid-height y = 2 * (50 + 40)
+    assert tuple(picture[100 + 80, 100]) == (90, 90, 90)  # the frame itself where nothing is drawn
+    [mapped] = faces_from_reading(live.snapshot().reading, LABELS, (2.0, 2.0))
+    assert mapped.box == (200, 100, 160, 160) and mapped.track_id == 3 and mapped.emotion == LABELS.index("surprise")
+
+
+def test_overlay_for_a_scaled_preview_and_before_the_first_frame():
+    live = live_with(face(3, (100, 50, 80, 80), HAPPY))
+    small = snapshot_overlay(live.snapshot(), LABELS, (320, 180))
+    assert small.shape == (180, 320, 4) and tuple(small[25 + 20, 50]) == _rgba("happy")  # gray / 2
+    empty = LiveState(LABELS).snapshot()
+    assert annotate_snapshot(empty, LABELS) is None
+    only_hud = snapshot_overlay(empty, LABELS, (320, 180))
+    assert only_hud[0, 0, 3] > 0 and only_hud[40:, :, 3].max() == 0  # "MQTT disabled" in the corner, no faces
+
+
+def test_the_reported_emotion_is_the_smoothed_one_not_the_raw_argmax():
+    held = face(1, (10, 10, 60, 60), SURPRISED)
+    held = type(held)(held.track_id, held.box, held.box_norm, held.probabilities,
+                      type(held.state)(LABELS.index("neutral"), 0.3, SURPRISED, False), False)
+    [item] = faces_from_reading(reading(held), LABELS)
+    overlay = render_overlay((320, 240), [item])
+    assert tuple(overlay[40, 10]) == _rgba("neutral")  # hysteresis still reports neutral
+
+
+def test_snapshot_without_reading_draws_no_faces():
+    snapshot = Snapshot(frame=frame((320, 240), (320, 240)), reading=None, mqtt="connected")
+    picture = annotate_snapshot(snapshot, LABELS, Hud())
+    assert np.all(picture == 90)
