@@ -1,0 +1,86 @@
+"""The `[http]` section of the daemon's TOML config, and the access token it names.
+
+Kept free of web-framework imports: the daemon's config module imports it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from emotion_edge.device.config_schema import ConfigError
+
+MIN_TOKEN_LENGTH = 16
+MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    token_file: Path | None = None
+    token_env: str = "EMOTION_EDGE_HTTP_TOKEN"
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 24_000_000
+    max_concurrent: int = 1
+    max_queued: int = 2
+    max_connections: int = 32
+    analyze_threads: int = 1
+    result_ttl_s: float = 300.0
+    result_cache_bytes: int = 32 * 1024 * 1024
+    preview_fps: float = 10.0
+    jpeg_quality: int = 80
+
+    def __post_init__(self) -> None:
+        positive = ("port", "max_body_bytes", "max_pixels", "max_concurrent", "max_connections", "analyze_threads",
+                    "result_ttl_s", "result_cache_bytes", "preview_fps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"field '{name}' must be positive, got {getattr(self, name)}")
+        if self.port > 65535:
+            raise ValueError(f"field 'port' must be 1-65535, got {self.port}")
+        if self.max_queued < 0:
+            raise ValueError(f"field 'max_queued' must be >= 0, got {self.max_queued}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"field 'jpeg_quality' must be 1-100, got {self.jpeg_quality}")
+        if not self.bind:
+            raise ValueError("field 'bind' must be an address such as \"127.0.0.1\" or \"0.0.0.0\"")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine. A name other than localhost counts as not loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(config: HttpConfig, environ: dict[str, str] | None = None) -> str | None:
+    """The access token from `token_file`, else the `token_env` variable; None when neither is set.
+
+    Raises ConfigError when the server would listen beyond loopback without a token, or a token is too short
+    to resist guessing: both are refused at start-up rather than served open on the LAN.
+    """
+    environ = os.environ if environ is None else environ
+    token: str | None = None
+    if config.token_file is not None:
+        try:
+            token = config.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"http.token_file {config.token_file}: cannot read the token ({exc})") from None
+        if not token:
+            raise ConfigError(f"http.token_file {config.token_file} is empty; write a token into it: {MAKE_TOKEN}")
+    elif environ.get(config.token_env):
+        token = environ[config.token_env].strip()
+    if token is not None and len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(f"http: the token is {len(token)} characters; use at least {MIN_TOKEN_LENGTH}: {MAKE_TOKEN}")
+    if token is None and not is_loopback(config.bind):
+        raise ConfigError(f"http.bind = {config.bind!r} serves beyond this machine, which needs a token: set "
+                          f"http.token_file or the {config.token_env} environment variable (make one with {MAKE_TOKEN}), "
+                          "or bind to 127.0.0.1")
+    return token
