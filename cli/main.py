@@ -7,8 +7,11 @@ import sys
 
 from emotion_edge import __version__
 from emotion_edge.device.logs import configure_logging
-from emotion_edge.device.cli import add_analyze, add_run
+from emotion_edge.device.cli import add_analyze, add_run, add_serve
+from emotion_edge.device.listen import add_listen
+from emotion_edge.device.model_store import add_device_model
 from emotion_edge.quantize.cli import add_quantize
+from emotion_edge.systemd.cli import add_deploy, add_install, add_retrain
 from emotion_edge.training.cli import add_evaluate, add_train
 
 
@@ -26,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_quantize(sub)
     add_analyze(sub)
     add_run(sub)
+    add_device_model(sub)
+    add_deploy(sub)
+    add_retrain(sub)
+    add_install(sub)
+    add_serve(sub)
+    add_listen(sub)
     return parser
 
 

@@ -1,20 +1,24 @@
 """`emotion-edge analyze`: the device pipeline on image and video files, as JSON.
 
-`analyze_image` produces the JSON for one image; the HTTP API serves the same
-function's output, so both speak one schema.
+`analyze_image` produces the JSON for one image and `attach_outputs` its
+annotated image and face thumbnails; the HTTP API serves the same functions'
+output, so both speak one schema. Only where the outputs go differs: files for
+the CLI (`directory_sink`), a results cache or inline data for the API.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.contract import square_box, to_gray
@@ -46,8 +50,61 @@ def content_id(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
+# What the HTTP API accepts, by Pillow's name for the format it sniffed from the bytes.
+WEB_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """What an image must be before a pixel of it is decoded.
+
+    The default (the CLI's, on the user's own files) takes anything OpenCV
+    decodes. The HTTP API takes uploads from strangers: it sniffs the format
+    from the bytes (never trusting a declared type or file name) and reads the
+    pixel count from the header, so a decompression bomb is refused before it
+    can take the Pi's memory.
+    """
+
+    formats: frozenset[str] | None = None  # None: any format OpenCV decodes
+    max_pixels: int | None = None  # None: no limit
+
+    @property
+    def inspects(self) -> bool:
+        return self.formats is not None or self.max_pixels is not None
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: str  # Pillow's format name: JPEG, PNG, WEBP, BMP, GIF, ...
+    width: int
+    height: int
+
+
+def inspect_image(data: bytes, name: str, policy: ImagePolicy) -> ImageHeader:
+    """The format and size from the image's header (Pillow opens lazily: nothing is decoded), checked against the policy."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            header = ImageHeader(image.format or "unknown", *image.size)
+    except Image.DecompressionBombError as exc:  # Pillow's own ceiling, far above any sane limit
+        raise AnalyzeError("too_many_pixels", f"{name}: {exc}") from None
+    except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        what = "an empty file" if not data else "not an image"
+        raise AnalyzeError("not_an_image", f"{name}: {what} (JPEG, PNG, WebP or BMP expected)") from exc
+    if policy.formats is not None and header.format not in policy.formats:
+        raise AnalyzeError("unsupported_format", f"{name}: {header.format} images are not supported; "
+                                                 f"send {', '.join(sorted(policy.formats))}")
+    pixels = header.width * header.height
+    if policy.max_pixels is not None and pixels > policy.max_pixels:
+        raise AnalyzeError("too_many_pixels", f"{name}: {header.width}x{header.height} is {pixels:,} pixels, over "
+                                              f"the limit of {policy.max_pixels:,}; scale the image down")
+    return header
+
+
+def decode_image(data: bytes, name: str, policy: ImagePolicy = ImagePolicy()) -> np.ndarray:
+    header = inspect_image(data, name, policy) if policy.inspects else None
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None and header is not None:
+        raise AnalyzeError("corrupt_image", f"{name}: a {header.format} file that does not decode (truncated or damaged)")
     if image is None:
         raise AnalyzeError("not_an_image", f"{name}: not a decodable image (JPEG, PNG, WebP, BMP, ...)")
     return image
@@ -72,9 +129,10 @@ def find_faces(image: np.ndarray, detector: FaceDetector, classifier: EmotionCla
     return [AnalyzedFace(b, p) for b, p in zip(boxes, classify_boxes(classifier, gray, boxes))]
 
 
-def analyze_image(data: bytes, name: str, detector: FaceDetector, classifier: EmotionClassifier) -> tuple[dict, np.ndarray, list[AnalyzedFace]]:
+def analyze_image(data: bytes, name: str, detector: FaceDetector, classifier: EmotionClassifier,
+                  policy: ImagePolicy = ImagePolicy()) -> tuple[dict, np.ndarray, list[AnalyzedFace]]:
     """JSON for one encoded image, plus the decoded image and faces for annotation and crops."""
-    image = decode_image(data, name)
+    image = decode_image(data, name, policy)
     faces = find_faces(image, detector, classifier)
     result = {
         "id": content_id(data), "file": name, "kind": "image", "width": int(image.shape[1]), "height": int(image.shape[0]),
@@ -93,21 +151,48 @@ def face_thumbnail(image: np.ndarray, box: Box, margin: float, size: int = 112) 
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
 
 
+# Stores one encoded output, given its name ("annotated.jpg", "face0.png", ...) and bytes, and returns how the
+# JSON refers to it: a file path (CLI), a URL under the results cache or a data: URI (HTTP API).
+ArtifactSink = Callable[[str, bytes], str]
+
+
+def encode_image(image: np.ndarray, suffix: str, jpeg_quality: int = 90) -> bytes:
+    ok, buffer = cv2.imencode(suffix, image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix == ".jpg" else [])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {suffix}")
+    return buffer.tobytes()
+
+
+def attach_outputs(result: dict, image: np.ndarray, faces: list[AnalyzedFace], classifier: EmotionClassifier,
+                   annotated: ArtifactSink | None, crops: ArtifactSink | None) -> None:
+    """Render the annotated image (key `annotated`) and a thumbnail per face (key `crop`) into the result."""
+    if annotated is not None:
+        overlay = [OverlayFace(f.box.as_xywh(), classifier.labels, f.probabilities) for f in faces]
+        result["annotated"] = annotated("annotated.jpg", encode_image(draw_faces(image, overlay), ".jpg"))
+    if crops is not None:
+        for i, (face, record) in enumerate(zip(faces, result["faces"])):
+            thumbnail = face_thumbnail(image, face.box, classifier.contract.face_margin)
+            record["crop"] = crops(f"face{i}.png", encode_image(thumbnail, ".png"))
+
+
+def directory_sink(folder: Path, stem: str) -> ArtifactSink:
+    """Outputs as files in `folder`: `<stem>.jpg` for the annotated image, `<stem>-face0.png` ... for crops."""
+
+    def write(name: str, data: bytes) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (stem + Path(name).suffix if name.startswith("annotated") else f"{stem}-{name}")
+        path.write_bytes(data)
+        return str(path)
+
+    return write
+
+
 def write_outputs(result: dict, image: np.ndarray, faces: list[AnalyzedFace], classifier: EmotionClassifier,
                   annotate_dir: Path | None, crops_dir: Path | None) -> None:
     stem = result["id"].split(":")[1][:16]
-    if annotate_dir is not None:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
-        overlay = [OverlayFace(f.box.as_xywh(), classifier.labels, f.probabilities) for f in faces]
-        path = annotate_dir / f"{stem}.jpg"
-        cv2.imwrite(str(path), draw_faces(image, overlay))
-        result["annotated"] = str(path)
-    if crops_dir is not None:
-        crops_dir.mkdir(parents=True, exist_ok=True)
-        for i, (face, record) in enumerate(zip(faces, result["faces"])):
-            path = crops_dir / f"{stem}-face{i}.png"
-            cv2.imwrite(str(path), face_thumbnail(image, face.box, classifier.contract.face_margin))
-            record["crop"] = str(path)
+    attach_outputs(result, image, faces, classifier,
+                   directory_sink(annotate_dir, stem) if annotate_dir is not None else None,
+                   directory_sink(crops_dir, stem) if crops_dir is not None else None)
 
 
 def analyze_video(path: Path, pipeline: FacePipeline, max_frames: int = 0) -> dict:

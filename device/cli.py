@@ -56,10 +56,47 @@ def _run_analyze(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="only the HTTP analyze API, without a camera",
+                       description="Serve POST /api/v1/analyze (see README 'HTTP API and status page') with the "
+                                   "config's [http], [model] and [detector] settings, whatever [http] enabled says. "
+                                   "Stops on SIGTERM or Ctrl-C.")
+    p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
+    p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
+    p.add_argument("--bind", help="override [http] bind (an address other than 127.0.0.1 needs a token)")
+    p.add_argument("--port", type=int, help="override [http] port")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from emotion_edge.device.config import DaemonConfig, load_config
+    from emotion_edge.device.logs import configure_logging
+    from emotion_edge.device.model_metadata import packaged_model_path
+    from emotion_edge.device.web.server import build_server
+
+    config = load_config(args.config) if args.config else DaemonConfig()
+    configure_logging(config.log.level, config.log.format)
+    overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
+    model = args.model or (config.model.path if args.config else packaged_model_path())
+    config = replace(config, model=replace(config.model, path=model), http=replace(config.http, enabled=True, **overrides))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with build_server(config, live=None) as server:
+        print(f"serving the analyze API on {server.url}/api/v1/analyze", flush=True)
+        stop.wait()
+    return 0
+
+
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the device daemon: camera -> faces -> emotions",
                        description="Read the camera, track every face and classify its emotion in real time. "
-                                   "Stops cleanly on SIGTERM or Ctrl-C.")
+                                   "Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the model at [model] path, "
+                                   "keeping the running one if the new one fails validation.")
     p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
     p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
@@ -73,9 +110,12 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from emotion_edge.device.config import DaemonConfig, load_config
-    from emotion_edge.device.daemon import Daemon, change_logger
+    from emotion_edge.device.daemon import Daemon, build_source, change_logger
+    from emotion_edge.device.displays.manager import DisplayManager
     from emotion_edge.device.logs import configure_logging
     from emotion_edge.device.model_metadata import packaged_model_path
+    from emotion_edge.device.mqtt_publisher import attach as attach_mqtt
+    from emotion_edge.device.web.server import start_for_daemon
 
     config = load_config(args.config) if args.config else DaemonConfig()
     configure_logging(config.log.level, config.log.format)
@@ -85,7 +125,26 @@ def _run_daemon(args: argparse.Namespace) -> int:
     config = replace(config, model=replace(config.model, path=model))
     daemon = Daemon(config)
     daemon.handlers.append(change_logger(daemon.classifier.labels))
+    displays = DisplayManager(config.display, daemon.live, camera_source=config.camera.source)
+    if displays.camera_preview is not None:
+        # The HDMI preview must ride every camera the source opens; the source opens only in run(), so swap it.
+        daemon.source = build_source(config, camera_preview=displays.camera_preview)
+    if displays.status():
+        daemon.stats_providers.append(lambda: {"displays": displays.status()})
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
-    print(json.dumps(daemon.run(max_frames=args.max_frames)))
+    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())  # `systemctl reload`, `emotion-edge deploy`
+    # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.
+    mqtt = attach_mqtt(daemon) if config.mqtt.enabled else None
+    # None when [http] is off or cannot listen (logged); the API follows the daemon's model across reloads.
+    web = start_for_daemon(config, daemon.live, lambda: daemon.classifier.path)
+    displays.start()
+    try:
+        print(json.dumps(daemon.run(max_frames=args.max_frames)))
+    finally:
+        if mqtt is not None:
+            mqtt.close()  # ends open tracks, flushes briefly, publishes `stopped`; the rest stays spooled
+        displays.stop()
+        if web is not None:
+            web.stop()
     return 0

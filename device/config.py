@@ -9,8 +9,11 @@ from typing import Literal
 
 from emotion_edge.device.config_schema import ConfigError, build
 from emotion_edge.device.detection import DetectorConfig
+from emotion_edge.device.displays.config import DisplayConfig
+from emotion_edge.device.mqtt_config import MqttConfig
 from emotion_edge.device.smoothing import SmootherConfig
 from emotion_edge.device.tracking import TrackerConfig
+from emotion_edge.device.web.config import HttpConfig
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,17 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    # Read by `emotion-edge device-model health` during a deploy; its folder is the unit's RuntimeDirectory.
+    status_file: Path = Path("/run/emotion-edge/status.json")
+    status_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.status_interval_s <= 0:
+            raise ValueError(f"field 'status_interval_s' must be positive, got {self.status_interval_s}")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -70,6 +84,10 @@ class DaemonConfig:
     smoothing: SmootherConfig = field(default_factory=SmootherConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 def parse_config(text: str, where: str = "config") -> DaemonConfig:

@@ -10,6 +10,7 @@ ReopeningSource. Consumers of readings (MQTT, displays) plug in as callbacks.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.detection import make_detector
 from emotion_edge.device.live import LiveState
 from emotion_edge.device.pipeline import FacePipeline, FrameReading
+from emotion_edge.device.service import ServiceNotifier, StatusFile, load_replacement
 from emotion_edge.device.sources import (
-    Backoff, FrameSource, ReopeningSource, SourceExhausted, SourceOptions, open_source,
+    Backoff, CameraPreview, FrameSource, ReopeningSource, SourceExhausted, SourceOptions, open_source,
 )
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,11 @@ def change_logger(labels: tuple[str, ...]) -> ReadingHandler:
     return handle
 
 
-def build_source(config: DaemonConfig) -> ReopeningSource:
+def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = None) -> ReopeningSource:
+    """The configured camera, reopened on failure; `camera_preview` (the HDMI preview) rides every Pi camera it opens."""
     camera = config.camera
     options = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps, loop=camera.loop,
-                            lores_width=camera.lores_width)
+                            lores_width=camera.lores_width, camera_preview=camera_preview)
     return ReopeningSource(
         lambda: open_source(camera.source, options),
         Backoff(initial=camera.reopen_initial_s, max_delay=camera.reopen_max_s),
@@ -86,6 +89,13 @@ class Daemon:
         self.live = LiveState(self.classifier.labels)
         self.counters = LoopCounters()
         self.stop_event = threading.Event()
+        self.notifier = ServiceNotifier()
+        self.status_file = StatusFile(config.service.status_file, config.service.status_interval_s)
+        self.reload_requested = threading.Event()  # set by SIGHUP; the loop reloads between frames
+        self.reload_error: dict | None = None  # the last refused model and why, for the deploy's health check
+        self.ready = False
+        self.last_frame_at: float | None = None  # wall clock, comparable with the deploy's activation time
+        self.model_loaded_at = time.time()
 
     def stats(self) -> dict:
         timer = self.pipeline.timer
@@ -126,10 +136,11 @@ class Daemon:
         with self.source:
             while not self.stop_event.is_set():
                 try:
-                    self.step()
+                    reading = self.step()
                 except SourceExhausted:
                     log.info("source ended", extra={"source": getattr(self.source, "name", "")})
                     break
+                self.service_tick(reading)
                 if max_frames and self.counters.frames >= max_frames:
                     break
                 if time.monotonic() >= next_stats:
@@ -143,3 +154,66 @@ class Daemon:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.notifier.stopping()
+
+    def request_reload(self) -> None:
+        """Safe from a signal handler: only sets a flag, the loop does the loading."""
+        self.reload_requested.set()
+
+    def service_tick(self, reading: FrameReading | None) -> None:
+        """After every loop iteration: readiness, the watchdog heartbeat, a pending reload, the status file."""
+        if reading is not None:
+            self.last_frame_at = time.time()
+            if not self.ready:
+                self.ready = True
+                self.notifier.ready(self.status_line())
+                log.info("ready: model loaded and first frame processed", extra={"model_sha256": self.classifier.sha256})
+        self.notifier.heartbeat()
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload_model()
+        if self.status_file.due():
+            self.status_file.write(self.service_status())
+            self.notifier.status(self.status_line())
+
+    def reload_model(self) -> bool:
+        """Swap in the model now at config.model.path if it validates; otherwise keep the running one."""
+        target = self.config.model.path.resolve()
+        if target == self.classifier.path:
+            log.info("reload: %s is already the running model", target)
+            return True
+        self.notifier.reloading()
+        try:
+            classifier = load_replacement(target, self.config.model.threads, self.classifier)
+        except (ValueError, OSError) as exc:
+            self.reload_error = {"target": str(target), "reason": str(exc), "at": time.time()}
+            log.error("reload refused, keeping model %s: %s", self.classifier.sha256[:12], exc,
+                      extra={"target": str(target), "kept_sha256": self.classifier.sha256})
+            ok = False
+        else:
+            old, self.classifier = self.classifier.sha256, classifier
+            self.pipeline.classifier = classifier
+            self.reload_error = None
+            self.model_loaded_at = time.time()
+            log.info("reloaded model %s (was %s)", classifier.sha256[:12], old[:12],
+                     extra={"model_sha256": classifier.sha256, "previous_sha256": old, "path": str(target)})
+            ok = True
+        if self.ready:  # ends RELOADING=1; before the first frame, READY=1 is still the first frame's to send
+            self.notifier.ready(self.status_line())
+        self.status_file.write(self.service_status())  # at once: a deploy is waiting for exactly this
+        return ok
+
+    def status_line(self) -> str:
+        reading = self.live.snapshot().reading
+        faces = len(reading.faces) if reading else 0
+        state = "running" if self.ready else "waiting for the first camera frame"
+        return (f"{state}; {self.stats()['fps']:.1f} fps, {faces} face(s), model {self.classifier.sha256[:12]}"
+                + ("; last reload refused" if self.reload_error else ""))
+
+    def service_status(self) -> dict:
+        """The status file's content (see `emotion-edge device-model health`)."""
+        return {"pid": os.getpid(), "updated_at": time.time(), "ready": self.ready,
+                "model_sha256": self.classifier.sha256, "model_path": str(self.classifier.path),
+                "model_loaded_at": self.model_loaded_at,
+                "frames": self.counters.frames, "last_frame_at": self.last_frame_at,
+                "reload_error": self.reload_error}

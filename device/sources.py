@@ -590,6 +590,15 @@ def _default_picamera2(camera_num: int) -> Any:
     return Picamera2(camera_num)
 
 
+class CameraPreview(Protocol):
+    """Something shown from the Pi camera itself (the HDMI preview): picamera2 must start it between
+    configure() and start(), so PiCameraSource hands it every Picamera2 object it opens."""
+
+    def attach(self, camera: Any) -> None: ...
+
+    def detach(self, camera: Any) -> None: ...
+
+
 class PiCameraSource(SourceBase):
     """The Raspberry Pi camera via picamera2: BGR preview from ``main``, gray from the ``lores`` Y plane.
 
@@ -604,10 +613,13 @@ class PiCameraSource(SourceBase):
 
     camera_factory: makes the Picamera2 object (tests pass a fake); by default
     ``picamera2.Picamera2(config.camera_num)``, imported only when opening.
+    preview: attached to each camera after configure() and before start(), detached before close.
     """
 
-    def __init__(self, config: PiCameraConfig = PiCameraConfig(), camera_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, config: PiCameraConfig = PiCameraConfig(), camera_factory: Callable[[], Any] | None = None,
+                 preview: CameraPreview | None = None) -> None:
         self.config = config
+        self.preview = preview
         self.name = f"picamera2:{config.camera_num}"
         self._factory = camera_factory or (lambda: _default_picamera2(config.camera_num))
         self._camera: Any = None
@@ -625,6 +637,8 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: cannot open camera: {exc}") from exc
         try:
             camera.configure(self._camera_configuration(camera))
+            if self.preview is not None:
+                self.preview.attach(camera)
             camera.start()
         except Exception as exc:
             _quietly(camera.close, self.name)
@@ -632,6 +646,11 @@ class PiCameraSource(SourceBase):
         self._camera = camera
         self._job = None
         self._index = 0
+
+    @property
+    def camera(self) -> Any:
+        """The open Picamera2 object (None while closed), for displays that draw on the camera's own preview."""
+        return self._camera
 
     def _camera_configuration(self, camera: Any) -> Any:
         # RGB888 is stored B,G,R per pixel (DRM fourcc naming), which is what OpenCV calls BGR.
@@ -683,6 +702,8 @@ class PiCameraSource(SourceBase):
             # Newer picamera2: drop the pending job so it cannot grab a buffer after we leave.
             _quietly(camera.cancel_all_and_flush, self.name)
         self._job = None
+        if self.preview is not None:
+            _quietly(lambda: self.preview.detach(camera), self.name)
         _quietly(camera.stop, self.name)
         _quietly(camera.close, self.name)
 
@@ -902,6 +923,7 @@ class SourceOptions:
     lores_width: width of the Pi camera's gray stream (height follows main's aspect ratio).
     on_bad_file: what an image source does with an undecodable file.
     camera_factory: makes the Picamera2 object (tests inject a fake).
+    camera_preview: the HDMI preview the Pi camera attaches to every camera it opens.
     """
 
     width: int | None = None
@@ -911,6 +933,7 @@ class SourceOptions:
     lores_width: int = 640
     on_bad_file: Literal["raise", "skip"] = "raise"
     camera_factory: Callable[[], Any] | None = field(default=None, compare=False)
+    camera_preview: CameraPreview | None = field(default=None, compare=False)
 
 
 ACCEPTED_SPECS = (
@@ -957,4 +980,4 @@ def _picamera_source(options: SourceOptions) -> PiCameraSource:
         raise ValueError("the Pi camera needs both width and height, or neither")
     main = (options.width, options.height) if options.width and options.height else PiCameraConfig.main_size
     config = PiCameraConfig(main_size=main, lores_size=lores_size_for(main, options.lores_width), fps=options.fps)
-    return PiCameraSource(config, camera_factory=options.camera_factory)
+    return PiCameraSource(config, camera_factory=options.camera_factory, preview=options.camera_preview)

@@ -15,6 +15,19 @@ import synthetic  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """`emotion-edge` commands run in-process install a handler on pytest's captured stderr, which closes with
+    the test; later tests' threads would then log into a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     """Every test gets its own FER2013 parse cache, so no test sees another's."""
     monkeypatch.setenv("EMOTION_EDGE_CACHE", str(tmp_path / "cache"))

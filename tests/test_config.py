@@ -63,7 +63,7 @@ def test_example_config_parses_and_documents_every_key():
     section = ""
     documented = set()
     for line in text.splitlines():
-        header = re.match(r"^\[(\w+)\]", line)
+        header = re.match(r"^\[([\w.]+)\]", line)
         if header:
             section = header.group(1) + "."
         key = re.match(r"^#?\s?(\w+) = ", line)
