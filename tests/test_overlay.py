@@ -6,7 +6,7 @@ from PIL import Image
 
 from emotion_edge.device.live import LiveState, Snapshot
 from emotion_edge.device.overlay import (
-    BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite,
+    BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite, draw_overlay,
     faces_from_reading, render_overlay, snapshot_overlay,
 )
 from golden import check_golden, save_doc
@@ -106,6 +106,48 @@ def test_composite_blends_by_alpha_and_leaves_transparent_pixels_alone():
     assert np.array_equal(composite(image, np.zeros((4, 6, 4), np.uint8)), image)
     with pytest.raises(ValueError, match="does not fit"):
         composite(image, np.zeros((5, 6, 4), np.uint8))
+
+
+def _full_frame_blend(image: np.ndarray, overlay: np.ndarray) -> np.ndarray:
+    """The reference: every pixel blended, round((image * (255 - a) + colour * a) / 255) in exact integers."""
+    alpha = overlay[:, :, 3:].astype(np.int64)
+    return ((image * (255 - alpha) + overlay[:, :, 2::-1] * alpha + 127) // 255).astype(np.uint8)
+
+
+def _random_overlay_state(rng: np.random.Generator) -> tuple[tuple[int, int], list[OverlayFace], Hud]:
+    """Faces anywhere, partly off the picture too, with any track id and confidence, on any picture size."""
+    width, height = [(160, 120), (320, 240), (640, 480), (1280, 720), (1920, 1080)][rng.integers(5)]
+    faces = [OverlayFace((int(rng.integers(-40, width)), int(rng.integers(-40, height)),
+                          int(rng.integers(8, width // 2)), int(rng.integers(8, height // 2))),
+                         LABELS, rng.dirichlet(np.ones(len(LABELS))).astype(np.float32),
+                         track_id=[None, 1, 42, 123456][rng.integers(4)])
+             for _ in range(rng.integers(0, 4))]
+    hud = [Hud(), Hud(fps=float(rng.uniform(0, 200))), Hud(fps=9.5, mqtt="disconnected"), Hud(mqtt="disabled")]
+    return (width, height), faces, hud[rng.integers(4)]
+
+
+def test_composite_blends_only_where_drawn_and_matches_a_full_frame_blend():
+    # composite() skips everything outside the rectangles the renderer recorded: a rectangle that missed a
+    # drawn pixel (a text stroke, a thick line's end) would leave it out of the picture, so compare with a
+    # blend of every pixel on many random states.
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        size, faces, hud = _random_overlay_state(rng)
+        canvas = draw_overlay(size, faces, hud)
+        image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        expected = _full_frame_blend(image, canvas.pixels)
+        assert np.array_equal(composite(image, canvas.pixels, canvas.dirty), expected), (size, faces, hud)
+        assert np.array_equal(composite(image, canvas.pixels), expected)  # without the rectangles: scans alpha
+
+
+def test_the_rectangles_blended_leave_the_face_and_the_rest_of_the_frame_out():
+    x, y, w, h = ASTRONAUT_FACE
+    canvas = draw_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)], Hud(14.8, "connected"))
+    blended = np.zeros((512, 512), bool)
+    for x0, y0, x1, y1 in canvas.dirty:
+        blended[y0:y1, x0:x1] = True
+    assert not blended[y + 10 : y + h - 10, x + 10 : x + w - 10].any()  # the box is blended as its four edges
+    assert blended.mean() < 0.1  # the point: a composite costs what was drawn, not the frame
 
 
 def test_reading_boxes_are_mapped_from_the_gray_image_to_the_picture():
