@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emotion_edge.device.config import DaemonConfig
 
 
 def add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -68,21 +72,30 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_serve)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
+    """`--config` (else the defaults) with `--model` applied, and logging set up as it says: `run` and `serve`."""
     from dataclasses import replace
 
     from emotion_edge.device.config import DaemonConfig, load_config
     from emotion_edge.device.logs import configure_logging
     from emotion_edge.device.model_metadata import packaged_model_path
-    from emotion_edge.device.web.server import build_server
 
     config = load_config(args.config) if args.config else DaemonConfig()
     configure_logging(config.log.level, config.log.format)
-    overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
     model = args.model or (config.model.path if args.config else packaged_model_path())
-    config = replace(config, model=replace(config.model, path=model), http=replace(config.http, enabled=True, **overrides))
+    return replace(config, model=replace(config.model, path=model))
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from emotion_edge.device.web.server import build_server
+
+    config = _daemon_config(args)
+    overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
+    config = replace(config, http=replace(config.http, enabled=True, **overrides))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -109,37 +122,31 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import signal
     from dataclasses import replace
 
-    from emotion_edge.device.config import DaemonConfig, load_config
-    from emotion_edge.device.daemon import Daemon, build_source, change_logger
+    from emotion_edge.device.daemon import Daemon, change_logger
     from emotion_edge.device.displays.manager import DisplayManager
-    from emotion_edge.device.logs import configure_logging
-    from emotion_edge.device.model_metadata import packaged_model_path
     from emotion_edge.device.mqtt_publisher import attach as attach_mqtt
     from emotion_edge.device.web.server import start_for_daemon
 
-    config = load_config(args.config) if args.config else DaemonConfig()
-    configure_logging(config.log.level, config.log.format)
+    config = _daemon_config(args)
     if args.source:
         config = replace(config, camera=replace(config.camera, source=args.source))
-    model = args.model or (config.model.path if args.config else packaged_model_path())
-    config = replace(config, model=replace(config.model, path=model))
     daemon = Daemon(config)
     daemon.handlers.append(change_logger(daemon.classifier.labels))
     displays = DisplayManager(config.display, daemon.live, camera_source=config.camera.source)
     if displays.camera_preview is not None:
-        # The HDMI preview must ride every camera the source opens; the source opens only in run(), so swap it.
-        daemon.source = build_source(config, camera_preview=displays.camera_preview)
+        daemon.attach_camera_preview(displays.camera_preview)
     if displays.status():
         daemon.stats_providers.append(lambda: {"displays": displays.status()})
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())  # `systemctl reload`, `emotion-edge deploy`
-    # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.
-    mqtt = attach_mqtt(daemon) if config.mqtt.enabled else None
-    # None when [http] is off or cannot listen (logged); the API follows the daemon's model across reloads.
-    web = start_for_daemon(config, daemon.live, lambda: daemon.classifier.path)
-    displays.start()
-    try:
+    mqtt = web = None
+    try:  # a part that fails to start (a bad [http] token, say) must not leave the started ones running
+        # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.
+        mqtt = attach_mqtt(daemon) if config.mqtt.enabled else None
+        # None when [http] is off or cannot listen (logged); the API follows the daemon's model across reloads.
+        web = start_for_daemon(config, daemon.live, lambda: daemon.classifier.path)
+        displays.start()
         print(json.dumps(daemon.run(max_frames=args.max_frames)))
     finally:
         if mqtt is not None:

@@ -82,6 +82,7 @@ class Daemon:
         self.classifier = EmotionClassifier(config.model.path, threads=config.model.threads)
         self.pipeline = FacePipeline(make_detector(config.detector), self.classifier, config.pipeline,
                                      config.tracker, config.smoothing)
+        self._builds_source = source is None  # only a source built here can take a camera preview later
         self.source = source if source is not None else build_source(config)
         self.handlers = list(handlers or [])
         # Extra stats fields from plugged-in parts (MQTT spool depth, ...), merged into stats().
@@ -96,6 +97,18 @@ class Daemon:
         self.ready = False
         self.last_frame_at: float | None = None  # wall clock, comparable with the deploy's activation time
         self.model_loaded_at = time.time()
+
+    def attach_camera_preview(self, preview: CameraPreview) -> None:
+        """Have `preview` (the HDMI preview) ride every Pi camera the source opens; call before run().
+
+        The preview reads `self.live`, so it can only be made after the daemon; the camera opens only in run(),
+        so building the configured source again, now with the preview, loses nothing.
+        """
+        if not self._builds_source:
+            raise ValueError("attach_camera_preview: this daemon was given its source; give that source the preview")
+        if self.counters.frames or getattr(self.source, "is_connected", False):
+            raise RuntimeError("attach_camera_preview: the camera is already open; attach the preview before run()")
+        self.source = build_source(self.config, camera_preview=preview)
 
     def stats(self) -> dict:
         timer = self.pipeline.timer

@@ -1,8 +1,7 @@
 """The `[mqtt]` config section, its topics, and the broker password (read from a file or the environment, never kept in config).
 
-The password is deliberately not a config field: the config is printed, logged
-and copied around, and a secret in it would leak with it. Only where to find
-the password is configured (`password_file` or `password_env`).
+The password is deliberately not a config field (see credentials.py): only where
+to find it is configured (`password_file` or `password_env`).
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from emotion_edge.device.credentials import read_secret_file
 
 # MQTT topic levels may not hold wildcards or NUL; a device id becomes one level of every topic.
 _TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
@@ -133,11 +134,8 @@ def read_password(config: MqttConfig) -> str | None:
     Errors name the setting, never the value.
     """
     if config.password_file is not None:
-        try:
-            return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ValueError(f"mqtt.password_file: cannot read {config.password_file} ({exc.strerror}); "
-                             "create it with the broker password on one line, readable only by the daemon") from None
+        return read_secret_file(config.password_file, "mqtt.password_file",
+                                "write the broker password into it on one line, readable only by the daemon")
     if config.password_env:
         value = os.environ.get(config.password_env)
         if value is None:

@@ -14,11 +14,12 @@ import datetime
 import ipaddress
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from conftest import accepts
 
 START_TIMEOUT_S = 10.0
 
@@ -144,11 +145,9 @@ class Mosquitto:
             if self.process.poll() is not None:
                 raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
                                    f"{self.process.stderr.read().decode(errors='replace')} {self.log_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
+            if accepts(self.port):
+                return self
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within {START_TIMEOUT_S} s")
 

@@ -15,8 +15,9 @@ from emotion_edge.device.pipeline import FacePipeline
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.main import main
+from conftest import require_module
 
-skimage_data = pytest.importorskip("skimage.data")
+skimage_data = require_module("skimage.data")
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ from emotion_edge.device.logs import JsonFormatter
 from emotion_edge.device.model_metadata import packaged_model_path
 from emotion_edge.device.sources import SourceBase
 from emotion_edge.main import main
+from conftest import require_module
 
-skimage_data = pytest.importorskip("skimage.data")
+skimage_data = require_module("skimage.data")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,23 @@ class HungCamera(SourceBase):
 
     def close(self):
         pass
+
+
+class NoPreview:
+    def attach(self, camera):
+        pass
+
+    def detach(self, camera):
+        pass
+
+
+def test_a_camera_preview_attached_after_construction_rides_every_camera_the_daemon_opens():
+    daemon = Daemon(_config("picamera2"))
+    preview = NoPreview()
+    daemon.attach_camera_preview(preview)
+    assert daemon.source._factory().preview is preview  # the factory runs on every (re)open; nothing opened here
+    with pytest.raises(ValueError, match="was given its source"):
+        Daemon(_config("unused"), source=HungCamera()).attach_camera_preview(preview)
 
 
 def test_stop_is_served_even_when_the_camera_hangs():

@@ -4,16 +4,14 @@ temporary folders, and real daemon processes whose reload command is `kill -HUP 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port, require_binary
+from conftest import accepts, free_port, require_binary, wait_until
 from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
 from emotion_edge.device.model_store import ModelStore
 from emotion_edge.device.service import read_status
@@ -33,21 +31,6 @@ class Sshd:
     key: Path
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     binary = require_binary("sshd", "openssh-server")
@@ -64,7 +47,7 @@ def sshd(tmp_path_factory):
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation folder, as its package makes it
     proc = subprocess.Popen([binary, "-D", "-e", "-f", str(folder / "sshd_config")], stderr=subprocess.PIPE)
     try:
-        _wait(lambda: _accepts(port) or proc.poll() is not None, 10, "sshd")
+        wait_until(lambda: accepts(port) or proc.poll() is not None, "sshd", 10)
         if proc.poll() is not None:
             pytest.fail(f"sshd did not start: {proc.stderr.read().decode()}")
         yield Sshd(port, folder / "user_key")
@@ -115,8 +98,9 @@ def make_device(tmp_path):
         device = Device(root, config, ModelStore(root / "models"))
         device.store.activate(device.store.adopt(packaged_model_path()))
         if with_daemon:
-            device.proc = subprocess.Popen([EMOTION_EDGE, "run", "--config", str(config)],
-                                           stdout=subprocess.DEVNULL, stderr=open(root / "daemon.log", "wb"))
+            with open(root / "daemon.log", "wb") as log:  # the daemon keeps its own copy of the descriptor
+                device.proc = subprocess.Popen([EMOTION_EDGE, "run", "--config", str(config)],
+                                               stdout=subprocess.DEVNULL, stderr=log)
         devices.append(device)
         return device
 
@@ -129,7 +113,7 @@ def make_device(tmp_path):
 
 
 def _ready(device: Device) -> None:
-    _wait(lambda: device.status.get("ready") or device.proc.poll() is not None, 30, f"{device.root.name} daemon")
+    wait_until(lambda: device.status.get("ready") or device.proc.poll() is not None, f"{device.root.name} daemon", 30)
     assert device.proc.poll() is None, (device.root / "daemon.log").read_text()[-2000:]
 
 
@@ -160,7 +144,7 @@ def test_a_model_the_daemon_refuses_is_rolled_back_with_the_reason(sshd, make_de
     assert f"rolled back to {SHIPPED}.tflite" in out
     assert device.store.current_target() == f"{SHIPPED}.tflite"
     frames = device.status["frames"]
-    _wait(lambda: device.status["frames"] > frames, 5, "frames after the rollback")
+    wait_until(lambda: device.status["frames"] > frames, "frames after the rollback", 5)
     assert device.status["model_sha256"] == SHIPPED
 
 
@@ -206,10 +190,10 @@ def test_a_killed_ssh_transfer_leaves_current_untouched(sshd, make_device, tmp_p
                            stderr=subprocess.DEVNULL)
     ssh.stdin.write(package.payload[: len(package.payload) // 3])
     ssh.stdin.flush()
-    _wait(lambda: any(p.name.startswith(".incoming-") for p in device.store.root.iterdir()), 10, "the copy to start")
+    wait_until(lambda: any(p.name.startswith(".incoming-") for p in device.store.root.iterdir()), "the copy to start", 10)
     ssh.kill()
     ssh.wait()
-    _wait(lambda: sorted(p.name for p in device.store.root.iterdir()) == before, 10, "the device to clean up")
+    wait_until(lambda: sorted(p.name for p in device.store.root.iterdir()) == before, "the device to clean up", 10)
     assert device.store.current_target() == f"{SHIPPED}.tflite"
 
 
@@ -236,7 +220,7 @@ def test_two_hosts_canary_first_then_the_rest(sshd, make_device, tmp_path, capsy
     assert "canary: OK" in out and "second: OK" in out
     for device in (canary, second):
         assert device.store.current_target() == f"{sha}.tflite"
-        _wait(lambda: device.status["model_sha256"] == sha, 5, "the new model reported")
+        wait_until(lambda: device.status["model_sha256"] == sha, "the new model reported", 5)
 
     # A model the canary refuses stops the rollout before the second host is touched.
     labels = json.loads(packaged_model_path().with_suffix(".json").read_text())["labels"]

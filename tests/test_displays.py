@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require_module
 from emotion_edge.device.displays.config import DisplayConfig, HdmiConfig, OledConfig
 from emotion_edge.device.displays.hdmi import HdmiPreview, preview_kind
 from emotion_edge.device.displays.manager import DisplayHardware, DisplayManager
@@ -29,7 +30,7 @@ from golden import check_golden, save_doc
 from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
 from test_sources import FakePicamera2
 
-luma_device = pytest.importorskip("luma.core.device", reason="the OLED needs the oled extra: pip install '.[oled]'")
+luma_device = require_module("luma.core.device", extra="oled")
 
 SCREENS = {
     "oled_happy.png": OledState("happy", 2, 14.8, "connected", "192.168.1.23"),

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import free_port, require_module
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.config_schema import ConfigError
@@ -28,7 +28,7 @@ from emotion_edge.device.web.results_cache import ResultsCache
 from emotion_edge.device.web.server import HttpServer, build_server
 from webserver import api_config, encode, faces_scene, openapi_schema, serving
 
-skimage_data = pytest.importorskip("skimage.data")
+skimage_data = require_module("skimage.data")
 MAX_BODY = 2_000_000
 MAX_PIXELS = 4_000_000
 

@@ -6,11 +6,12 @@ values, path segments) and checks status codes, content types, headers and bodie
 
 import pytest
 
+from conftest import require_module
 from emotion_edge.device.live import LiveState
 from emotion_edge.device.contract import EMOTIONS
 from webserver import api_config, openapi_schema, serving
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = require_module("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (schemathesis depends on hypothesis)
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402

@@ -15,9 +15,10 @@ from emotion_edge.device.config_schema import ConfigError
 from emotion_edge.device.events import EventBuilder, iso_utc
 from emotion_edge.device.mqtt_config import MqttConfig, Topics, read_password
 from emotion_edge.device.spool import Spool
+from conftest import require_module
 from mqtt_support import LABELS, MODEL_SHA, face, reading, validator
 
-pytest.importorskip("jsonschema")
+require_module("jsonschema")  # payloads are validated against device/schemas
 
 
 def builder(**kwargs) -> EventBuilder:

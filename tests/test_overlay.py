@@ -9,6 +9,7 @@ from emotion_edge.device.overlay import (
     BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite, draw_overlay,
     faces_from_reading, render_overlay, snapshot_overlay,
 )
+from conftest import require_module
 from golden import check_golden, save_doc
 from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
 
@@ -28,7 +29,7 @@ def test_overlay_matches_the_golden_image():
     overlay = _golden_overlay()
     # Anti-aliased text may shift a little between OpenCV releases; boxes and bars are checked exactly below.
     check_golden("overlay.png", Image.fromarray(overlay, "RGBA"), max_mismatch=0.02, tolerance=48)
-    skimage_data = pytest.importorskip("skimage.data")
+    skimage_data = require_module("skimage.data")
     photo = np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
     save_doc("overlay.jpg", Image.fromarray(composite(photo, overlay)[:, :, ::-1]))
 

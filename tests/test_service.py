@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
 from emotion_edge.device.daemon import Daemon
 from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
@@ -115,18 +116,11 @@ def _run_in_thread(daemon: Daemon) -> threading.Thread:
     return thread
 
 
-def _wait(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_ready_only_after_the_first_frame_and_heartbeats_meanwhile(notify, tmp_path):
     camera = ScriptedCamera(first_delay=1.2)  # reads time out every 0.5 s meanwhile
     daemon = Daemon(_config(tmp_path), source=camera)
     thread = _run_in_thread(daemon)
-    _wait(lambda: notify.times("READY=1"))
+    wait_until(lambda: notify.times("READY=1"), "READY=1")
     daemon.stop()
     thread.join(5)
     ready = notify.times("READY=1")[0]
@@ -141,7 +135,7 @@ def test_heartbeat_stops_when_the_loop_hangs(notify, tmp_path):
     camera = ScriptedCamera(block_after=10)
     daemon = Daemon(_config(tmp_path), source=camera)
     thread = _run_in_thread(daemon)
-    _wait(lambda: camera.blocked_at is not None)
+    wait_until(lambda: camera.blocked_at is not None, "the camera read to block")
     time.sleep(1.0)  # ten heartbeat periods with the loop stuck
     beats = notify.times("WATCHDOG=1")
     camera.release.set()
@@ -220,11 +214,11 @@ def test_sighup_reloads_a_running_daemon_process(store, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait(lambda: (read_status(tmp_path / "status.json") or {}).get("ready"), timeout=30)
+        wait_until(lambda: (read_status(tmp_path / "status.json") or {}).get("ready"), "the daemon to report ready", timeout=30)
         good = store.adopt(padded_model(tmp_path, "hup"))
         store.activate(good)
         proc.send_signal(signal.SIGHUP)
-        _wait(lambda: read_status(tmp_path / "status.json")["model_sha256"] == good)
+        wait_until(lambda: read_status(tmp_path / "status.json")["model_sha256"] == good, "the reloaded model reported")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     finally:

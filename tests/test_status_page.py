@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Iterator
 
 import cv2
 import httpx
@@ -17,7 +16,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import free_port, require_binary
+from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS
 from emotion_edge.device.daemon import Daemon
@@ -32,11 +31,10 @@ from emotion_edge.device.web.server import HttpServer, start_for_daemon
 from mosquitto import Mosquitto
 from webserver import head
 
-skimage_data = pytest.importorskip("skimage.data")
+skimage_data = require_module("skimage.data")
 TOKEN = "page-token-0123456789abcdef"
 DEVICE = "status-page-test"
 TIMEOUT = 20.0  # generous for a loaded 2-core machine; every wait returns as soon as its condition holds
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +54,6 @@ def face_video(tmp_path_factory) -> Path:
     return path
 
 
-def wait_for(value: Callable[[], T | None], what: str, timeout: float = TIMEOUT,
-             describe: Callable[[], str] = lambda: "") -> T:
-    """Poll `value` until it returns something other than None; after `timeout` seconds fail, naming `what` and
-    what `describe` says of the last try."""
-    deadline = time.monotonic() + timeout
-    while (result := value()) is None:
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}; {describe()}"
-        time.sleep(0.1)
-    return result
-
-
 def daemon_config(video: Path, tmp_path: Path, mqtt_config: MqttConfig | None = None) -> DaemonConfig:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -83,13 +70,13 @@ def running(config: DaemonConfig) -> Iterator[tuple[Daemon, HttpServer]]:
     starts them; yields once the daemon sees the person."""
     daemon = Daemon(config)
     publisher = attach(daemon) if config.mqtt.enabled else None
-    loop = threading.Thread(target=daemon.run, name="camera-loop")
+    loop = threading.Thread(target=daemon.run, name="camera-loop", daemon=True)  # a hung loop must not hold pytest
     loop.start()
     web = None
     try:
         web = start_for_daemon(config, daemon.live)
         assert web is not None
-        wait_for(lambda: daemon.live.snapshot().room.faces or None, "the daemon to find the face in the replayed video")
+        wait_until(lambda: daemon.live.snapshot().room.faces, "the daemon to find the face in the replayed video")
         yield daemon, web
     finally:
         if web is not None:
@@ -191,8 +178,6 @@ def test_status_page_in_headless_chromium(publishing_daemon, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     daemon, web, subscriber = publishing_daemon
-    require_binary("chromium", "chromium")
-    pytest.importorskip("selenium")
     browser = chromium()
     try:
         browser.get(f"{web.url}/?token={TOKEN}")
@@ -214,7 +199,7 @@ def test_status_page_in_headless_chromium(publishing_daemon, tmp_path):
             seen["page"], seen["subscriber"] = page_event(browser), subscriber.last()
             return seen["page"] if seen["page"] is not None and seen["page"] == seen["subscriber"] else None
 
-        event = wait_for(page_shows_the_last_delivered_event, "the page's last event to be the subscriber's last",
+        event = wait_until(page_shows_the_last_delivered_event, "the page's last event to be the subscriber's last",
                          describe=lambda: f"page: {seen.get('page')}, subscriber: {seen.get('subscriber')}")
         assert event["device_id"] == DEVICE and event["seq"] >= 1 and event["type"] in ("new", "update", "end")
         assert isinstance(event["track_id"], int) and (event["after"] or event["before"])["emotion"] in EMOTIONS

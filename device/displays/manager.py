@@ -1,7 +1,7 @@
 """Start the displays the config enables; any that is absent or fails is logged once and left off.
 
     displays = DisplayManager(config.display, daemon.live, camera_source=config.camera.source)
-    source = build_source(config, camera_preview=displays.camera_preview)   # the HDMI preview rides the camera
+    daemon.attach_camera_preview(displays.camera_preview)   # the HDMI preview rides the camera (when there is one)
     displays.start(); daemon.run(); displays.stop()
 
 Nothing here can stop the camera loop or MQTT: opening a display happens once,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emotion_edge.device.config_schema import ConfigError
+from emotion_edge.device.credentials import read_secret_file
 
 MIN_TOKEN_LENGTH = 16
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
@@ -69,12 +70,7 @@ def resolve_token(config: HttpConfig, environ: dict[str, str] | None = None) -> 
     environ = os.environ if environ is None else environ
     token: str | None = None
     if config.token_file is not None:
-        try:
-            token = config.token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"http.token_file {config.token_file}: cannot read the token ({exc})") from None
-        if not token:
-            raise ConfigError(f"http.token_file {config.token_file} is empty; write a token into it: {MAKE_TOKEN}")
+        token = read_secret_file(config.token_file, "http.token_file", f"write a token into it: {MAKE_TOKEN}")
     elif environ.get(config.token_env):
         token = environ[config.token_env].strip()
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
