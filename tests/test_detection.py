@@ -11,8 +11,8 @@ them (XFAIL) and an improvement shows up as XPASS instead of passing silently.
 
 from __future__ import annotations
 
-import os
 import ast
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
