@@ -65,11 +65,16 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                        description="Serve POST /api/v1/analyze (see README 'HTTP API and status page') with the "
                                    "config's [http], [model] and [detector] settings, whatever [http] enabled says. "
                                    "Stops on SIGTERM or Ctrl-C.")
-    p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
-    p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
+    _add_daemon_config_options(p)
     p.add_argument("--bind", help="override [http] bind (an address other than 127.0.0.1 needs a token)")
     p.add_argument("--port", type=int, help="override [http] port")
     p.set_defaults(handler=_run_serve)
+
+
+def _add_daemon_config_options(p: argparse.ArgumentParser) -> None:
+    """The options `_daemon_config` reads, for every command that builds the daemon's config."""
+    p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
+    p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
 
 
 def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
@@ -110,9 +115,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                        description="Read the camera, track every face and classify its emotion in real time. "
                                    "Stops cleanly on SIGTERM or Ctrl-C; SIGHUP reloads the model at [model] path, "
                                    "keeping the running one if the new one fails validation.")
-    p.add_argument("--config", type=Path, help="TOML config (see examples/config.toml); default: built-in defaults")
+    _add_daemon_config_options(p)
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
-    p.add_argument("--model", type=Path, help="override [model] path (default: the config's, else the shipped model)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
     p.set_defaults(handler=_run_daemon)
 
