@@ -325,4 +325,6 @@ def test_keep_alive_responses_are_not_held_by_nagle(server):
         assert connection.getresponse().read()
         timings.append(time.perf_counter() - started)
     connection.close()
-    assert statistics.median(timings[2:]) < 0.025
+    # The minimum, not the median: with Nagle on, every response waits the ~40 ms delayed ACK, so even the fastest
+    # one would; a busy machine only slows some of them.
+    assert min(timings[2:]) < 0.030, f"fastest keep-alive response took {min(timings[2:]) * 1000:.0f} ms"

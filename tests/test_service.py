@@ -136,14 +136,17 @@ def test_heartbeat_stops_when_the_loop_hangs(notify, tmp_path):
     daemon = Daemon(_config(tmp_path), source=camera)
     thread = _run_in_thread(daemon)
     wait_until(lambda: camera.blocked_at is not None, "the camera read to block")
+    # Counted, not timed: on a busy machine the listener may record a heartbeat sent just before the read
+    # blocked well after it, so let whatever was already sent arrive, then count what comes after.
+    time.sleep(0.5)
+    settled = len(notify.times("WATCHDOG=1"))
     time.sleep(1.0)  # ten heartbeat periods with the loop stuck
-    beats = notify.times("WATCHDOG=1")
+    after = len(notify.times("WATCHDOG=1"))
     camera.release.set()
     daemon.stop()
     thread.join(5)
-    assert len([t for t in beats if t < camera.blocked_at]) >= 2, "heartbeats while the loop ran"
-    # At most one already in flight when the read blocked; none in the second after.
-    assert not [t for t in beats if t > camera.blocked_at + 0.05]
+    assert settled >= 2, "heartbeats while the loop ran"
+    assert after == settled, f"{after - settled} heartbeats while the loop was stuck"
 
 
 def test_no_watchdog_no_messages_outside_systemd(monkeypatch):

@@ -355,7 +355,7 @@ def test_picamera_hung_camera_wait_is_bounded_and_job_reused():
     started = time.monotonic()
     assert source.read(0.05) is None
     assert source.read(0.05) is None
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0  # bounded (a hung camera would block forever), with room for a busy CI
     assert len(fake.jobs) == 1  # the timed-out job is waited on again, not abandoned
     request = fake.complete(fake.jobs[0])
     frame = source.read(0.05)
