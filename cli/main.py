@@ -8,6 +8,7 @@ import sys
 from emotion_edge import __version__
 from emotion_edge.device.logs import configure_logging
 from emotion_edge.device.cli import add_analyze, add_run, add_serve
+from emotion_edge.device.doctor import add_doctor
 from emotion_edge.device.listen import add_listen
 from emotion_edge.device.model_store import add_device_model
 from emotion_edge.quantize.cli import add_quantize
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_install(sub)
     add_serve(sub)
     add_listen(sub)
+    add_doctor(sub)
     return parser
 
 
