@@ -343,8 +343,8 @@ def check_broker(config: DaemonConfig, host: HostPaths) -> CheckResult:
     except ValueError as exc:  # a password or TLS file problem: the secrets check names it
         return fail(name, f"cannot try the login: {exc}", "fix the 'secrets' check first")
     if not accepted:
-        return fail(name, what, "check [mqtt] username, the password file and the broker's users "
-                                "(mosquitto_passwd), and [mqtt.tls] if the broker wants TLS")
+        return fail(name, what, "compare with the broker's users (mosquitto_passwd on the broker), and set "
+                                "[mqtt.tls] if the broker wants TLS")
     return ok(name, what)
 
 
@@ -450,8 +450,7 @@ def check_service(host: HostPaths) -> CheckResult:
         return warn(name, "systemctl did not answer", "sudo systemctl status emotion-edge")
     state = done.stdout.strip()
     if not state:  # systemctl prints nothing when PID 1 is not systemd (a container, a chroot)
-        return ok(name, f"systemd is not running here ({done.stderr.strip().splitlines()[0] if done.stderr else ''}); "
-                        "the service check does not apply")
+        return ok(name, "systemd is not PID 1 here (a container or chroot?): the service check does not apply")
     if state == "active":
         return ok(name, f"{SERVICE}.service is active")
     if state == "failed":

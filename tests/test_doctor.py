@@ -81,7 +81,7 @@ def test_a_wrong_password_fails_the_broker_check_with_what_to_do(mosquitto_binar
     broker_line = next(line for line in out.splitlines() if line.startswith("FAIL  broker"))
     assert "refused the connection" in broker_line and "user 'sensor'" in broker_line
     assert "wrong-password" not in out  # never the secret itself
-    assert "fix: check [mqtt] username, the password file" in out
+    assert "fix: compare with the broker's users (mosquitto_passwd on the broker)" in out
 
 
 def test_an_unreachable_broker_fails(tmp_path):
