@@ -114,7 +114,7 @@ def resolve_config(config_path: Path | None, model: Path | None) -> tuple[Doctor
     if path is None:
         config = DaemonConfig()
         result = warn("config", f"no --config and no {DEFAULT_CONFIG}: checking the built-in defaults",
-                      f"pass the service's config with --config, or install it: sudo emotion-edge install")
+                      "pass the service's config with --config, or install it: sudo emotion-edge install")
         return DoctorInput(config, None, model or packaged_model_path()), result
     try:
         config = load_config(path)
