@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from emotion_edge import __version__
-from emotion_edge.device.logs import configure_logging
 from emotion_edge.device.cli import add_analyze, add_run, add_serve
 from emotion_edge.device.doctor import add_doctor
 from emotion_edge.device.listen import add_listen
+from emotion_edge.device.logs import configure_logging
 from emotion_edge.device.model_store import add_device_model
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.systemd.cli import add_deploy, add_install, add_retrain

@@ -2,6 +2,7 @@
 sshd on a loopback port, device roots in temporary folders with real daemons (reload: `kill -HUP <pid>`), and the
 venv's real ansible-playbook reading a standard INI inventory. Each runs a playbook over ssh, so each takes
 half a minute or more on a busy 2-core machine: marked slow."""
+# ruff: noqa: F811 -- the sshd and make_device fixtures are imported from test_deploy, then requested by name
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from conftest import require_module, wait_until
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
 from model_variants import padded_model
 from test_deploy import EMOTION_EDGE, SHIPPED, SSH_OPTIONS, Device, Sshd, _ready, make_device, sshd  # noqa: F401
+
+from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "systemd" / "ansible" / "rollout.yml"
@@ -67,7 +68,7 @@ def test_a_good_model_rolls_out_canary_first_then_the_rest(ansible_playbook, ssh
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     for device in devices:
         assert device.store.current_target() == f"{sha}.tflite"
-        wait_until(lambda: device.status["model_sha256"] == sha, f"{device.root.name} to report the new model", 5)
+        wait_until(lambda d=device: d.status["model_sha256"] == sha, f"{device.root.name} to report the new model", 5)
         assert f"{device.root.name}: healthy: pid {device.proc.pid} runs {sha[:12]}" in done.stdout
         assert not list(Path("/tmp").glob(f"emotion-edge-{sha}.*"))  # the temporary copies are gone
     # serial: [1, "100%"]: the canary's batch ran alone, before the others'.

@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, require_binary, require_module
+from mosquitto import Mosquitto
+
 from emotion_edge.device.config import load_config
 from emotion_edge.device.doctor import (
     HostPaths,
@@ -25,7 +26,6 @@ from emotion_edge.device.doctor import (
 )
 from emotion_edge.device.model_metadata import packaged_model_path
 from emotion_edge.main import main
-from mosquitto import Mosquitto
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.mp4"
 NO_DEVICES = "/dev/video97"  # a V4L2 node no machine running the tests has
@@ -102,7 +102,7 @@ def test_missing_devices_bad_model_and_missing_tls_files_each_fail(tmp_path, cap
     out = capsys.readouterr().out
     assert f"FAIL  camera      source '{NO_DEVICES}': /dev/video97 does not exist" in out
     assert f"FAIL  model       {bad_model}" in out
-    assert f"FAIL  display     [display.oled] is on but /dev/i2c-97 does not exist: I2C is off" in out
+    assert "FAIL  display     [display.oled] is on but /dev/i2c-97 does not exist: I2C is off" in out
     assert "fix: sudo raspi-config nonint do_i2c 0" in out
     assert f"FAIL  secrets     mqtt.tls.ca_file: {tmp_path / 'absent-ca.pem'} does not exist" in out
 

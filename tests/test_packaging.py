@@ -11,7 +11,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from conftest import require_module
 
 ROOT = Path(__file__).resolve().parent.parent
