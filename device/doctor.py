@@ -461,6 +461,43 @@ def check_service(host: HostPaths) -> CheckResult:
     return warn(name, f"{SERVICE}.service is {state}", f"sudo emotion-edge install (or sudo systemctl enable --now {SERVICE})")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # the service user's process, seen from another user
+    return True
+
+
+def check_daemon(config: DaemonConfig, now: float | None = None) -> CheckResult:
+    """What the running daemon last reported in its status file ([service] status_file)."""
+    from emotion_edge.device.service import read_status
+
+    name = "daemon"
+    path = config.service.status_file
+    status = read_status(path)
+    if status is None:
+        return ok(name, f"no status file {path}: no daemon with this config is running on this machine")
+    moment = time.time() if now is None else now
+    pid = int(status.get("pid", 0))
+    if not pid or not _pid_alive(pid):
+        return warn(name, f"{path} was written by pid {pid}, which is not running: the daemon stopped",
+                    f"journalctl -u {SERVICE} -b says why; sudo systemctl restart {SERVICE}")
+    error = status.get("reload_error") or {}
+    if error:
+        return warn(name, f"pid {pid} refused its last model reload: {error.get('reason')}",
+                    "it keeps running the previous model; deploy one with the same labels, or restart the service")
+    last = status.get("last_frame_at")
+    if last is None or moment - float(last) > max(10.0, 10 * config.service.status_interval_s):
+        age = "no frame yet" if last is None else f"last frame {moment - float(last):.0f} s ago"
+        return warn(name, f"pid {pid} is running but not processing frames ({age})",
+                    "check the 'camera' line; the daemon reopens a stalled camera by itself, with backoff")
+    return ok(name, f"pid {pid} runs model {str(status.get('model_sha256', ''))[:12]}, {status.get('frames')} frames, "
+                    f"last {moment - float(last):.1f} s ago")
+
+
 def check_clock(host: HostPaths, now: float | None = None) -> CheckResult:
     name = "clock"
     moment = time.time() if now is None else now
@@ -542,6 +579,7 @@ def run_checks(source: DoctorInput, host: HostPaths) -> list[CheckResult]:
         lambda: check_display(config, host),
         lambda: check_http(config),
         lambda: check_service(host),
+        lambda: check_daemon(config),
         lambda: check_clock(host),
         lambda: check_temperature(host),
         lambda: check_throttling(host),

@@ -8,10 +8,11 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require_binary, require_module
+from conftest import free_port, require_binary, require_module, wait_until
 from mosquitto import Mosquitto
 
 from emotion_edge.device.config import load_config
@@ -19,6 +20,7 @@ from emotion_edge.device.doctor import (
     HostPaths,
     Level,
     check_broker,
+    check_daemon,
     check_spool,
     check_temperature,
     decode_throttled,
@@ -28,6 +30,7 @@ from emotion_edge.device.model_metadata import packaged_model_path
 from emotion_edge.main import main
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.mp4"
+EMOTION_EDGE = str(Path(sys.executable).with_name("emotion-edge"))
 NO_DEVICES = "/dev/video97"  # a V4L2 node no machine running the tests has
 
 
@@ -112,7 +115,7 @@ def test_json_output_lists_every_check(tmp_path, capsys):
     main(["doctor", "--config", str(config), "--json"])
     checks = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in checks] == ["config", "camera", "model", "detector", "secrets", "broker", "spool",
-                                           "display", "http", "service", "clock", "cpu temp", "throttling"]
+                                           "display", "http", "service", "daemon", "clock", "cpu temp", "throttling"]
     assert {c["level"] for c in checks} <= {"OK", "WARN", "FAIL"}
 
 
@@ -190,3 +193,23 @@ def test_cpu_temperature_and_throttling_flags(tmp_path):
     assert decode_throttled(0x0) == ([], [])
     assert decode_throttled(0x50005) == (["under-voltage", "throttled"], ["under-voltage", "throttled"])
     assert decode_throttled(0x80000) == ([], ["soft temperature limit"])
+
+
+def test_the_running_daemons_status_file_is_reported(tmp_path):
+    """A real daemon on the demo video writes its status file; doctor reads it, then sees the daemon gone."""
+    config_path = write_config(tmp_path, f'[service]\nstatus_file = "{tmp_path / "status.json"}"\nstatus_interval_s = 0.2\n')
+    config_path.write_text(config_path.read_text().replace("[camera]\n", "[camera]\nloop = true\nfps = 15\n"))
+    config = load_config(config_path)
+    assert check_daemon(config).detail.startswith("no status file")
+    daemon = subprocess.Popen([EMOTION_EDGE, "run", "--config", str(config_path)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        result = wait_until(lambda: (r := check_daemon(config)).detail.startswith("pid") and r, "its first frames", 60,
+                            describe=lambda: check_daemon(config).detail)
+        assert result.level is Level.OK, result
+        assert f"pid {daemon.pid} runs model " in result.detail and " frames, last " in result.detail
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+    gone = check_daemon(config)
+    assert gone.level is Level.WARN and f"pid {daemon.pid}, which is not running" in gone.detail
