@@ -52,5 +52,5 @@ def augment_faces(images: np.ndarray, rng: np.random.Generator, strength: float 
         erase = ((rows >= ey[:, None, None]) & (rows < (ey + eh)[:, None, None])
                  & (cols >= ex[:, None, None]) & (cols < (ex + ew)[:, None, None])
                  & (box[:, 4] < 0.5 * strength)[:, None, None])
-        out = np.where(erase, rng.uniform(0.0, 1.0, out.shape).astype(np.float32), out)
+        out = np.where(erase, rng.random(out.shape, dtype=np.float32), out)
     return out.astype(np.float32).reshape(shape)
