@@ -134,7 +134,8 @@ def load_teacher_outputs(path: str | Path, expect: DataIdentity | None = None) -
     outputs = TeacherOutputs(rows.astype(np.int64), log_probs, tuple(meta["labels"]),
                              DataIdentity(meta["data_sha256"], int(meta["data_size"])), meta.get("source", str(path)))
     if log_probs.shape != (len(rows), len(outputs.labels)):
-        raise TeacherError(f"{path}: log_probs has shape {log_probs.shape}, expected ({len(rows)}, {len(outputs.labels)})")
+        raise TeacherError(f"{path}: log_probs has shape {log_probs.shape}, "
+                           f"expected ({len(rows)}, {len(outputs.labels)})")
     if expect is not None and outputs.data != expect:
         raise TeacherError(f"{path}: computed from another FER2013 file ({outputs.data.short()}), not the one given "
                            f"({expect.short()}); pass the CSV the teacher ran on, or recompute the outputs")

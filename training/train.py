@@ -273,6 +273,9 @@ def _distill_targets(config: TrainConfig, data, contract: ModelContract, y_train
     rows = {"train": official_rows(data.splits, data.labels, contract.labels, "train"),
             "val": official_rows(data.splits, data.labels, contract.labels, "val")}
     rows["train"] = rows["train"][: len(y_train)]
+    if len(rows["val"]) != len(y_val) or len(rows["train"]) != len(y_train):
+        raise TeacherError(f"{config.data}: the official splits hold {len(rows['train'])}/{len(rows['val'])} faces, "
+                           f"the loaded ones {len(y_train)}/{len(y_val)}; report this as a bug")
     teacher = {name: None for name in rows}
     if config.teachers:
         identity = data_identity(config.data)

@@ -15,20 +15,23 @@ is not in the pack: selection (best epoch) is on PublicTest only. Back here, wit
     emotion-edge train ... --teacher runs/gpu/ensemble.npz          (a longer CPU distillation from them)
     emotion-edge quantize runs/gpu/student-edge-vgg.keras --out models/edge-vgg.tflite --data ...
 
-Time, within the device tool's 10-minute command limit (600 s): --budget-s 510 is the wall-clock budget from
-the script's start to the last file written, leaving 90 s of slack: every model trains at least one epoch
-(its first one includes XLA compilation, about 20-40 s a model on a GPU), and saving and the teachers' outputs
-take a few seconds each. Python and JAX imports and
-the pack's decode take about 10-20 s. Each phase's epochs are not fixed in advance but planned from measured
-epoch times (`TimeBudget`: after every epoch, planned = min(--max-epochs, done + seconds left in the phase /
-mean epoch seconds), the per-epoch cosine learning rate follows the plan), so a slower or faster GPU gets
-fewer or more epochs, never a timeout. Shares: teachers 60% of what is left after loading (split equally),
-their outputs about 5 s each (32,298 faces x 2 views of inference), the student the rest minus 25 s for
-saving. Expected on an H100 in bf16 (estimates, to check against campaign.json, since no GPU was lent when this
-was written): `edge-vgg-l` is 0.28 G-MAC forward, about 1.7 GFLOP a training image; at an effective 20-30
-TFLOP/s for 48x48 convolutions that is 12-18k img/s, so an epoch of 28,709 faces takes about 2-3 s with
-PublicTest validation; two teachers of ~150 s each get ~50-70 epochs, and the 70 M-MAC `edge-vgg` student
-(~4x cheaper, then likely bound by the numpy augmentation: ~11-14k img/s a thread measured here, 8 threads) ~100 epochs in ~170 s.
+Time, within the device tool's 10-minute command limit (600 s). --budget-s 510 is the wall-clock budget from
+the script's start to the last file written, leaving 90 s of slack, because every model trains at least one
+epoch and its first epoch includes XLA compilation (assumed 20-40 s a model on a GPU). Epochs are not fixed in
+advance: `TimeBudget` re-plans after every epoch (planned = min(--max-epochs, done + seconds left in the phase /
+mean epoch seconds, the first, compiling epoch left out of the mean) and the per-epoch cosine learning rate
+follows the plan, so a slower or faster GPU gets fewer or more epochs, never a timeout. The arithmetic for an
+H100 in bf16 (estimates: no GPU was lent when this was written; campaign.json records the real figures):
+
+  imports and pack decode          ~15 s   (the decode took 7.3 s on this busy workstation)
+  teachers: 0.6 x (510 - 15)       ~297 s  -> ~148 s each, ~30 s of it compiling
+    edge-vgg-l: 0.28 G-MAC forward = ~1.7 GFLOP per training image; at an effective 20-30 TFLOP/s on 48x48
+    convolutions, 12-18k img/s: 28,709 faces + PublicTest validation in ~2.5 s -> ~45 epochs each
+  teacher outputs                  ~5 s each (32,298 faces x 2 mirrors, inference only)
+  student: the rest - 25 s saving  ~160 s  -> ~130 s after compiling
+    edge-vgg (70 M MACs, 4x cheaper) is bound by the numpy augmentation instead: 2,800 img/s on one thread of
+    this busy workstation, assume ~15-20k img/s from 8 threads on a free host: ~2 s an epoch -> ~65 epochs
+  total                            ~500 s of the 600 s limit
 Batch 256 with SGD-Nesterov at learning rate 0.1 (0.05 x batch/128), 2 warm-up epochs, weight decay 5e-4.
 """
 
@@ -267,7 +270,8 @@ def run_campaign(config: CampaignConfig) -> dict:
                             config.seed + i)
         rows = np.concatenate([train_rows, val_rows])
         probs = predict_flip_averaged(trained.model, np.concatenate([x, x_val]))
-        outputs.append(from_probabilities(rows, probs, EMOTIONS, identity, f"{name}.keras (GPU campaign, flip-averaged)"))
+        source = f"{name}.keras (GPU campaign, flip-averaged)"
+        outputs.append(from_probabilities(rows, probs, EMOTIONS, identity, source))
         save_teacher_outputs(out / f"{name}.npz", outputs[-1])
         summary["models"].append(_entry(trained))
         write_summary(out, summary)
@@ -306,7 +310,8 @@ def write_summary(out: Path, summary: dict) -> None:
 def parse_args(argv: list[str] | None = None) -> CampaignConfig:
     defaults = CampaignConfig(pack="", out="")
     p = argparse.ArgumentParser(description="Teachers and a distilled student on a GPU, Keras on JAX, in one "
-                                            "time-boxed command.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                            "time-boxed command.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--pack", required=True, help="folder from `python -m emotion_edge.training.gpu.pack` (carried)")
     p.add_argument("--out", default=os.environ.get("OUT", "runs/gpu"), help="output folder ($OUT on the device tool)")
     p.add_argument("--teachers", default=",".join(defaults.teachers),

@@ -4,7 +4,7 @@
 
 writes runs/gpu-pack/faces.npz (an ignored path: never commit it; it is the data set's pixels): uint8 labels,
 FER2013 row indices, the split of each face and the faces themselves, losslessly coded as JPEG-LS-style
-median-predictor residuals (zigzagged, then xz): 32,298 faces pack into 50.0 MB (47.7 MiB) instead of 74.4 MB
+median-predictor residuals (zigzagged, then xz): 32,298 faces pack into 50.2 MB (47.8 MiB) instead of 74.4 MB
 raw, 70.5 MB plain zlib or 56.8 MB plain xz, so pack and code (2.2 MB) fit in the 64 MiB the device tool
 carries. PrivateTest is never packed: the GPU
 host can neither train, tune nor select on it. The CSV's sha256 and size travel in the pack, so teacher outputs
@@ -26,8 +26,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PACK_FORMAT = "emotion-edge-gpu-pack-v1"
-# Residual coders: xz packs the real Training+PublicTest faces into 50.0 MB (about 2 CPU-minutes to encode,
-# seconds to decode), zlib into 54.0 MB in seconds. Both fit the device tool's 64 MiB with the code.
+# Residual coders: xz packs the real Training+PublicTest faces into 50.2 MB (6 minutes to encode on the shared
+# 2-core workstation, seconds to decode), zlib into 54.0 MB in a minute. Both fit the device tool's 64 MiB.
 CODECS = {"xz": (lambda raw: lzma.compress(raw, preset=6), lzma.decompress),
           "zlib": (lambda raw: zlib.compress(raw, 9), zlib.decompress)}
 SPLIT_CODES = {"train": 0, "val": 1}
@@ -114,7 +114,8 @@ def save_pack(pack: Pack, out_dir: Path, codec: str = "xz") -> Path:
             "data_size": pack.data_size, "codec": codec}
     path = out_dir / "faces.npz"
     blob = np.frombuffer(encode_faces(pack.faces, codec), dtype=np.uint8)
-    np.savez(path, faces=blob, labels=pack.labels, splits=pack.splits, rows=pack.rows, meta=np.asarray(json.dumps(meta)))
+    np.savez(path, faces=blob, labels=pack.labels, splits=pack.splits, rows=pack.rows,
+             meta=np.asarray(json.dumps(meta)))
     return path
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the FER2013 CSV (.csv/.csv.gz)")
     parser.add_argument("--out", type=Path, default=Path("runs/gpu-pack"), help="pack folder (keep it ignored)")
     parser.add_argument("--codec", default="xz", choices=list(CODECS),
-                        help="residual coder: xz (50.0 MB, slower to encode) or zlib (54.0 MB, seconds)")
+                        help="residual coder: xz (50.2 MB, minutes to encode) or zlib (54.0 MB, seconds)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     pack = build_pack(args.data)
