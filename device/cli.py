@@ -11,6 +11,22 @@ if TYPE_CHECKING:
     from emotion_edge.device.config import DaemonConfig
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="find faces and their emotions in image or video files",
                        description="Run the device pipeline on files. Exit status 1 if any file could not be analyzed; "
@@ -19,7 +35,7 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="int8 .tflite model with its .json contract (default: the shipped model)")
     p.add_argument("--config", type=Path, help="daemon TOML config whose [detector], [tracker], [smoothing] apply")
     p.add_argument("--detector", choices=["haar", "blazeface-short", "blazeface-full"], help="override the detector")
-    p.add_argument("--threads", type=int, default=1, help="LiteRT threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads (1 or more)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one record per file)")
     p.add_argument("--annotate", type=Path, metavar="OUT_DIR", help="write annotated images here")
     p.add_argument("--crops", type=Path, metavar="OUT_DIR", help="write a thumbnail per face here")
@@ -117,7 +133,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "keeping the running one if the new one fails validation.")
     _add_daemon_config_options(p)
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--max-frames", type=non_negative_int, default=0, help="stop after N frames (0: run until stopped)")
     p.set_defaults(handler=_run_daemon)
 
 
