@@ -147,7 +147,15 @@ def add_run(sub: argparse._SubParsersAction) -> None:
 def _run_daemon(args: argparse.Namespace) -> int:
     import json
     import signal
+    import threading
     from dataclasses import replace
+
+    # Handlers first, before the slow imports and the model load: a SIGHUP (a deploy's reload) in that window
+    # used to kill the daemon (exit 129). Signals that come early are replayed once the daemon exists.
+    early_stop, early_reload = threading.Event(), threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: early_stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: early_reload.set())
 
     from emotion_edge.device.daemon import Daemon, change_logger
     from emotion_edge.device.displays.manager import DisplayManager
@@ -167,6 +175,10 @@ def _run_daemon(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())  # `systemctl reload`, `emotion-edge deploy`
+    if early_stop.is_set():
+        daemon.stop()
+    if early_reload.is_set():
+        daemon.request_reload()
     mqtt = web = None
     try:  # a part that fails to start (a bad [http] token, say) must not leave the started ones running
         # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.
