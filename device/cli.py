@@ -11,6 +11,22 @@ if TYPE_CHECKING:
     from emotion_edge.device.config import DaemonConfig
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="find faces and their emotions in image or video files",
                        description="Run the device pipeline on files. Exit status 1 if any file could not be analyzed; "
@@ -19,7 +35,10 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="int8 .tflite model with its .json contract (default: the shipped model)")
     p.add_argument("--config", type=Path, help="daemon TOML config whose [detector], [tracker], [smoothing] apply")
     p.add_argument("--detector", choices=["haar", "blazeface-short", "blazeface-full"], help="override the detector")
-    p.add_argument("--threads", type=int, default=1, help="LiteRT threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads (1 or more)")
+    p.add_argument("--max-pixels", type=positive_int,
+                   help="refuse images larger than this, read from the header before decoding (default: the "
+                        "config's [http] max_pixels, 24000000: the same limit as the HTTP API)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one record per file)")
     p.add_argument("--annotate", type=Path, metavar="OUT_DIR", help="write annotated images here")
     p.add_argument("--crops", type=Path, metavar="OUT_DIR", help="write a thumbnail per face here")
@@ -29,7 +48,7 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
 def _run_analyze(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from emotion_edge.device.analyze import analyze_file, dumps
+    from emotion_edge.device.analyze import ImagePolicy, analyze_file, dumps
     from emotion_edge.device.classifier import EmotionClassifier
     from emotion_edge.device.config import DaemonConfig, load_config
     from emotion_edge.device.detection import make_detector
@@ -44,7 +63,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
     def make_pipeline() -> FacePipeline:
         return FacePipeline(make_detector(detector_config), classifier, config.pipeline, config.tracker, config.smoothing)
 
-    results = [analyze_file(path, detector, classifier, make_pipeline, args.annotate, args.crops) for path in args.files]
+    # One image policy for the CLI and the HTTP API: the same pixel limit, checked on the header before decoding.
+    policy = ImagePolicy(None, args.max_pixels or config.http.max_pixels,
+                         "raise the limit with --max-pixels N (or [http] max_pixels in --config)")
+    results = [analyze_file(path, detector, classifier, make_pipeline, args.annotate, args.crops, policy)
+               for path in args.files]
     if args.json:
         print(dumps(results))
     else:
@@ -117,14 +140,22 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "keeping the running one if the new one fails validation.")
     _add_daemon_config_options(p)
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--max-frames", type=non_negative_int, default=0, help="stop after N frames (0: run until stopped)")
     p.set_defaults(handler=_run_daemon)
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
     import json
     import signal
+    import threading
     from dataclasses import replace
+
+    # Handlers first, before the slow imports and the model load: a SIGHUP (a deploy's reload) in that window
+    # used to kill the daemon (exit 129). Signals that come early are replayed once the daemon exists.
+    early_stop, early_reload = threading.Event(), threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: early_stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: early_reload.set())
 
     from emotion_edge.device.daemon import Daemon, change_logger
     from emotion_edge.device.displays.manager import DisplayManager
@@ -144,6 +175,10 @@ def _run_daemon(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: daemon.stop())
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())  # `systemctl reload`, `emotion-edge deploy`
+    if early_stop.is_set():
+        daemon.stop()
+    if early_reload.is_set():
+        daemon.request_reload()
     mqtt = web = None
     try:  # a part that fails to start (a bad [http] token, say) must not leave the started ones running
         # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.

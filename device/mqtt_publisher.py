@@ -51,7 +51,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # the worker's longest sleep: bounds how late a due stats or state message can be
-SPOOL_RETRY_S = 1.0  # after a failed spool write (disk full, I/O error), wait this long before trying again
+SPOOL_RETRY_S = 1.0  # after a failed spool write or delete (disk full, I/O error), wait this long before trying again
+# Events waiting in memory while the spool cannot be written: beyond this many the oldest are dropped (counted in
+# stats.spool.pending_dropped). About 1 KB each: a few MB at most, hours of events from a busy room.
+PENDING_MAX = 5000
 STOPPED_ACK_TIMEOUT_S = 1.0
 EXTRA_INFLIGHT = 8  # paho's window also carries availability, state and stats messages besides the events
 HANDED_OVER = (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN)  # paho keeps both
@@ -88,7 +91,32 @@ class PublisherCounters:
     refused: int = 0  # CONNACKs that refused us (bad credentials, ...)
     events: int = 0  # events created and spooled
     delivered: int = 0  # events acknowledged by the broker
-    spool_errors: int = 0
+    spool_errors: int = 0  # spool writes and deletes that failed (each retried)
+    pending_dropped: int = 0  # events dropped from memory while the spool could not be written
+
+
+class _Fault:
+    """One kind of failure that repeats while it lasts (a full disk): logged once with its cause, and again
+    when it clears, not on every retry, which would flood a small SD card's journal with the same line."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.failures = 0  # in the current episode
+        self._cause = ""
+
+    def failed(self, exc: BaseException, **extra: Any) -> None:
+        self.failures += 1
+        cause = f"{type(exc).__name__}: {exc}"
+        if cause != self._cause:  # a new episode, or the same fault with another cause
+            self._cause = cause
+            log.error("mqtt: %s failed (%s); retrying every %g s, logging again when it works",
+                      self.what, cause, SPOOL_RETRY_S, extra={"cause": cause, **extra})
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.warning("mqtt: %s works again after %d failed attempt(s)", self.what, self.failures,
+                        extra={"failures": self.failures})
+        self.failures, self._cause = 0, ""
 
 
 class MqttPublisher:
@@ -116,6 +144,11 @@ class MqttPublisher:
         self._spool_stats = SpoolStats(0, 0, 0, 0)
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
+        self._append_fault = _Fault(f"writing events to the spool {config.spool_path}")
+        self._ack_fault = _Fault(f"deleting delivered events from the spool {config.spool_path}")
+        self._worker_fault = _Fault("the publisher's worker")
+        self._retry_at = 0.0  # no spool write or delete before this (monotonic) after a failure
+        self._ack_backlog: list[int] = []  # seqs the broker acknowledged that the spool could not delete yet
         self._inflight: dict[int, int] = {}  # paho mid -> event seq
         self._last_sent = 0  # highest seq handed to paho
         self._resuming = False
@@ -202,7 +235,8 @@ class MqttPublisher:
             "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
                      "events": self.counters.events, "delivered": self.counters.delivered,
                      "inflight": len(self._inflight), "spool_errors": self.counters.spool_errors},
-            "spool": {"depth": spool.depth + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped},
+            "spool": {"depth": spool.depth - len(self._ack_backlog) + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped,
+                      "pending_dropped": self.counters.pending_dropped},
         }
 
     # --- paho's thread ---
@@ -273,7 +307,7 @@ class MqttPublisher:
             wait = min(POLL_S, max(next_stats - now, 0.0))
             if self._room_dirty:
                 wait = min(wait, max(self._room_published_at + self.config.state_min_interval_s - now, 0.0))
-            stopping = self._handle(self._drain(wait))
+            stopping = self._guarded_handle(self._drain(wait))
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + self.config.stats_interval_s
                 self._publish_stats()
@@ -289,6 +323,17 @@ class MqttPublisher:
                 items.append(self._inbox.get_nowait())
             except queue.Empty:
                 return items
+
+    def _guarded_handle(self, items: list[object]) -> bool:
+        """`_handle`, surviving anything: a dead worker would leave stats saying `connected` and send nothing more."""
+        try:
+            stop = self._handle(items)
+        except Exception as exc:  # noqa: BLE001 - logged once; the next round retries from the spool's state
+            self._worker_fault.failed(exc)
+            self._retry_at = time.monotonic() + SPOOL_RETRY_S
+            return any(item is _STOP for item in items)
+        self._worker_fault.succeeded()
+        return stop
 
     def _handle(self, items: list[object]) -> bool:
         """Spool new events, apply acks, publish what is due; True once a stop was asked for."""
@@ -315,7 +360,7 @@ class MqttPublisher:
         return stop
 
     def _spool_pending(self) -> None:
-        if not self._unspooled or self._spool is None:
+        if not self._unspooled or self._spool is None or time.monotonic() < self._retry_at:
             return
         last: dict[str, Any] = {}
 
@@ -330,11 +375,15 @@ class MqttPublisher:
             self._spool.append([encoder(event, sha) for event, sha in self._unspooled])
         except Exception as exc:  # noqa: BLE001 - a disk error must not kill the thread; the events are kept
             self.counters.spool_errors += 1
-            log.error("mqtt: cannot write %d event(s) to the spool %s (%s); keeping them in memory and retrying",
-                      len(self._unspooled), self.config.spool_path, exc,
-                      extra={"spool": str(self.config.spool_path), "pending": len(self._unspooled)})
-            time.sleep(SPOOL_RETRY_S)
+            self._append_fault.failed(exc, spool=str(self.config.spool_path), pending=len(self._unspooled))
+            self._retry_at = time.monotonic() + SPOOL_RETRY_S  # never sleep: acks and the broker go on meanwhile
+            excess = len(self._unspooled) - PENDING_MAX
+            if excess > 0:
+                del self._unspooled[:excess]  # the oldest first, as the spool's own bound does
+                self.counters.pending_dropped += excess
+            self._spool_stats = self._spool.stats  # a full disk may have made the spool drop its oldest
             return
+        self._append_fault.succeeded()
         self.counters.events += len(self._unspooled)
         self._unspooled = []
         self._spool_stats = self._spool.stats
@@ -343,10 +392,19 @@ class MqttPublisher:
 
     def _apply_acks(self, mids: list[int]) -> None:
         seqs = [self._inflight.pop(mid) for mid in mids if mid in self._inflight]  # other mids: state, stats, ...
-        if not seqs or self._spool is None:
-            return
-        self._spool.ack(seqs)
         self.counters.delivered += len(seqs)
+        self._ack_backlog += seqs
+        if not self._ack_backlog or self._spool is None or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._spool.ack(self._ack_backlog)
+        except Exception as exc:  # noqa: BLE001 - delivered events stay spooled (not re-sent: _last_sent is past them)
+            self.counters.spool_errors += 1
+            self._ack_fault.failed(exc, spool=str(self.config.spool_path), backlog=len(self._ack_backlog))
+            self._retry_at = time.monotonic() + SPOOL_RETRY_S
+            return
+        self._ack_fault.succeeded()
+        self._ack_backlog = []
         self._spool_stats = self._spool.stats
 
     def _pump(self) -> None:
@@ -391,9 +449,10 @@ class MqttPublisher:
 
     def _flush(self, deadline: float) -> None:
         """Spool what is left and deliver what the broker acknowledges before `deadline`."""
-        self._handle([])
-        while self._connected.is_set() and (self._inflight or self._spool_stats.depth) and time.monotonic() < deadline:
-            self._handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))
+        self._guarded_handle([])
+        while (self._connected.is_set() and (self._inflight or self._spool_stats.depth > len(self._ack_backlog))
+               and time.monotonic() < deadline):
+            self._guarded_handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))
 
 
 def attach(daemon: Daemon) -> MqttPublisher:

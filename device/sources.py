@@ -494,6 +494,11 @@ class ImageSource(SourceBase):
         """The files this source will show (resolved at open())."""
         return list(self._files or [])
 
+    @property
+    def bad_files(self) -> list[Path]:
+        """The files skipped as unreadable so far (on_bad_file="skip")."""
+        return sorted(self._bad)
+
     def open(self) -> None:
         files = list_images(self._folder) if self._folder is not None else list(self._given)
         if not files:
@@ -531,7 +536,8 @@ class ImageSource(SourceBase):
                 if self.on_bad_file == "raise":
                     raise
                 self._bad.add(path)
-                log.warning("skipping %s", exc, extra={"source": self.name, "event": "bad_image", "file": str(path)})
+                log.warning("skipping %s; the other images go on (counted in stats.source.bad_files)", exc,
+                            extra={"source": self.name, "event": "bad_image", "file": str(path)})
         raise SourceError(f"{self.name}: none of the {len(self._files)} file(s) is a readable image")
 
     def close(self) -> None:
@@ -749,6 +755,7 @@ class SourceStats:
 
     frames: frames delivered. failures: open() or read() errors. stalls: times no frame came
     for stall_timeout seconds. reopens: successful opens that followed a failure or stall.
+    bad_files: files an image source skipped as unreadable.
     last_error: the most recent failure or stall, as text.
     """
 
@@ -756,6 +763,7 @@ class SourceStats:
     failures: int = 0
     reopens: int = 0
     stalls: int = 0
+    bad_files: int = 0
     last_error: str = ""
 
 
@@ -801,7 +809,14 @@ class ReopeningSource(SourceBase):
     @property
     def stats(self) -> SourceStats:
         """A snapshot, so the caller can publish it without racing later updates."""
+        self._count_bad_files()
         return dataclasses.replace(self._stats)
+
+    def _count_bad_files(self) -> None:
+        """The open image source's skipped files (kept after it closes, for the final stats)."""
+        bad = getattr(self._inner, "bad_files", None)
+        if bad is not None:
+            self._stats.bad_files = len(bad)
 
     @property
     def is_connected(self) -> bool:
@@ -901,6 +916,7 @@ class ReopeningSource(SourceBase):
         )
 
     def _close_inner(self) -> None:
+        self._count_bad_files()
         inner, self._inner = self._inner, None
         if inner is not None:
             _quietly(inner.close, self.name)
