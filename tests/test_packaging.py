@@ -1,10 +1,13 @@
 """`pip install <checkout>` alone gives a working device: a clean venv (no system site packages, no editable
 install, no extra step), then `emotion-edge analyze` on a face photo, run from outside the checkout so only the
-installed package can answer. It builds and installs the wheel, so it takes about a minute: marked slow."""
+installed package can answer. The checkout is copied as a fresh clone would hold it (git's tracked and
+unignored files), so no build/ folder or egg-info of an earlier build can leak into the wheel. It builds and
+installs the wheel, so it takes about a minute: marked slow."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +19,18 @@ from conftest import require_module
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def clean_copy(destination: Path) -> Path:
+    """The checkout's tracked and not-ignored files, as a fresh clone (with this worktree's edits) holds them."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    return destination
+
+
 @pytest.mark.slow
 def test_a_clean_pip_install_finds_and_classifies_a_face(tmp_path):
     skimage_data = require_module("skimage.data")
@@ -23,7 +38,9 @@ def test_a_clean_pip_install_finds_and_classifies_a_face(tmp_path):
     cv2.imwrite(str(photo), skimage_data.astronaut()[:, :, ::-1])
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-c", str(ROOT / "constraints.txt"), str(ROOT)],
+    checkout = clean_copy(tmp_path / "emotion-edge")
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-c", str(checkout / "constraints.txt"),
+                              str(checkout)],
                              capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-3000:]
 
