@@ -20,8 +20,8 @@ from typing import Callable, ContextManager, Iterator
 import cv2
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.server import HttpServer, start_for_daemon
 

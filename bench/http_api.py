@@ -27,7 +27,7 @@ import httpx
 
 from daemon_http import ChildLoad, demo_frame, free_port, http_config, machine, run_loop
 from emotion_edge.device.config import DaemonConfig, ModelConfig
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.server import HttpServer, build_server
 
 

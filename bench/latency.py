@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier, ms_per_face
+from emotion_edge.device.model.classifier import EmotionClassifier, ms_per_face
 
 
 def single_pass_copy(path: Path, folder: Path) -> Path:

@@ -39,13 +39,13 @@ from conftest import free_port  # noqa: E402
 from mosquitto import Mosquitto  # noqa: E402
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig  # noqa: E402
-from emotion_edge.device.daemon import Daemon  # noqa: E402
-from emotion_edge.device.listen import Listener  # noqa: E402
-from emotion_edge.device.model_metadata import packaged_model_path  # noqa: E402
-from emotion_edge.device.mqtt_config import MqttConfig, Topics  # noqa: E402
-from emotion_edge.device.mqtt_connection import BrokerConnection  # noqa: E402
-from emotion_edge.device.mqtt_publisher import attach  # noqa: E402
-from emotion_edge.device.spool import Spool  # noqa: E402
+from emotion_edge.device.daemon.loop import Daemon  # noqa: E402
+from emotion_edge.device.mqtt.listen import Listener  # noqa: E402
+from emotion_edge.device.model.metadata import packaged_model_path  # noqa: E402
+from emotion_edge.device.mqtt.config import MqttConfig, Topics  # noqa: E402
+from emotion_edge.device.mqtt.connection import BrokerConnection  # noqa: E402
+from emotion_edge.device.mqtt.publisher import attach  # noqa: E402
+from emotion_edge.device.mqtt.spool import Spool  # noqa: E402
 
 
 def percentiles(values_ms: list[float]) -> tuple[float, float]:

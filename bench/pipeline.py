@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:  # only in our venv; the peer's interpreter runs this file without emotion_edge
-    from emotion_edge.device.classifier import EmotionClassifier
+    from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.device.detection import FaceDetector
 
 FRAME_W, FRAME_H = 640, 480
@@ -240,7 +240,7 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
 
 
 def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, model: Path, repeats: int) -> list[Measurement]:
-    from emotion_edge.device.classifier import EmotionClassifier
+    from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.device.detection import DetectorConfig, make_detector
 
     detector = make_detector(DetectorConfig(kind=kind, threads=threads))
@@ -364,7 +364,7 @@ def table(rows: list[Measurement], peer: list[Measurement]) -> str:
 
 
 def default_model() -> Path | None:
-    from emotion_edge.device.model_metadata import packaged_model_path
+    from emotion_edge.device.model.metadata import packaged_model_path
 
     path = packaged_model_path()
     return path if path.is_file() else None

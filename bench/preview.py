@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
+from emotion_edge.device.daemon.loop import Daemon
 from emotion_edge.device.displays.config import DisplayConfig, HdmiConfig, OledConfig
 from emotion_edge.device.displays.manager import DisplayHardware, DisplayManager
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.mp4"
 PI_MAIN_SIZE = (1280, 720)

@@ -7,9 +7,7 @@ import sys
 
 from emotion_edge import __version__
 from emotion_edge.device.logs import configure_logging
-from emotion_edge.device.cli import add_analyze, add_run, add_serve
-from emotion_edge.device.listen import add_listen
-from emotion_edge.device.model_store import add_device_model
+from emotion_edge.device.commands import add_analyze, add_device_model, add_listen, add_run, add_serve
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.systemd.cli import add_deploy, add_install, add_retrain
 from emotion_edge.training.cli import add_evaluate, add_train

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.contract import crop_face
 from emotion_edge.device.detection import FaceDetector

@@ -8,7 +8,7 @@ reloads, so a device is never left on a model it cannot run. The first host is
 the canary: the others are only touched once it is healthy, then in parallel.
 
 Every device-side step is `emotion-edge device-model ...` on the device
-(emotion_edge.device.model_store), so nothing here builds shell logic.
+(emotion_edge.device.model.store), so nothing here builds shell logic.
 
 The transport is the system `ssh` client rather than paramiko: it honours the
 operator's ~/.ssh/config, agent, known_hosts, ProxyJump and hardware keys as
@@ -32,8 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier
-from emotion_edge.device.model_metadata import ModelMetadata, sidecar_path
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.metadata import ModelMetadata, sidecar_path
 from emotion_edge.systemd.inventory import Host
 
 log = logging.getLogger(__name__)

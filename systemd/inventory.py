@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotion_edge.device.config_schema import ConfigError, build
+from emotion_edge.device.config.schema import ConfigError, build
 
 DEFAULT_COMMAND = "/opt/emotion-edge/venv/bin/emotion-edge"
 DEFAULT_CONFIG = "/etc/emotion-edge/config.toml"

@@ -72,7 +72,7 @@ def accuracy_on_private_test(model: Path, data: str) -> float:
     """A model's int8 accuracy on the data's PrivateTest, measured here (for a fair baseline)."""
     import numpy as np
 
-    from emotion_edge.device.classifier import EmotionClassifier
+    from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.training.fer2013 import load_fer2013
     from emotion_edge.training.splits import make_splits
 

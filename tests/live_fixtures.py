@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 from emotion_edge.device.smoothing import SmoothedState
 from emotion_edge.device.sources import Frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
 
 
 def padded_model(folder: Path, tag: str, labels: list[str] | None = None) -> Path:

@@ -53,7 +53,7 @@ def test_contract_without_flip_field_is_single_pass_and_a_wrong_type_is_named(tm
     import json
     from pathlib import Path
 
-    from emotion_edge.device.model_metadata import parse_metadata
+    from emotion_edge.device.model.metadata import parse_metadata
 
     raw = {"format": "emotion-edge-model/1", "labels": list(EMOTIONS), "input_size": 48, "channels": 1,
            "preprocessing": "gray48-unit-v1", "face_margin": 0.15, "sha256": "0" * 64,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon, LoopCounters
+from emotion_edge.device.daemon.loop import Daemon, LoopCounters
 from emotion_edge.device.logs import JsonFormatter
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.sources import SourceBase
 from emotion_edge.main import main
 from conftest import require_module

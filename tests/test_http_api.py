@@ -17,10 +17,10 @@ import pytest
 
 from conftest import free_port, require_module
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
-from emotion_edge.device.classifier import EmotionClassifier
-from emotion_edge.device.config_schema import ConfigError
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.config.schema import ConfigError
 from emotion_edge.device.detection import DetectorConfig, make_detector
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig

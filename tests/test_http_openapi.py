@@ -7,7 +7,7 @@ values, path segments) and checks status codes, content types, headers and bodie
 import pytest
 
 from conftest import require_module
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.contract import EMOTIONS
 from webserver import api_config, openapi_schema, serving
 

@@ -24,12 +24,12 @@ import pytest
 
 from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.listen import Listener, Received, subscriptions
-from emotion_edge.device.model_metadata import packaged_model_path
-from emotion_edge.device.mqtt_config import MqttConfig, MqttTlsConfig, Topics
-from emotion_edge.device.mqtt_connection import BrokerConnection
-from emotion_edge.device.mqtt_publisher import MqttPublisher, attach
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
+from emotion_edge.device.model.metadata import packaged_model_path
+from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, Topics
+from emotion_edge.device.mqtt.connection import BrokerConnection
+from emotion_edge.device.mqtt.publisher import MqttPublisher, attach
 from emotion_edge.device.tracking import TrackerConfig
 from mosquitto import Mosquitto, make_test_pki
 from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video

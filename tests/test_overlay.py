@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion_edge.device.live import LiveState, Snapshot
+from emotion_edge.device.daemon.live import LiveState, Snapshot
 from emotion_edge.device.overlay import (
     BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite, draw_overlay,
     faces_from_reading, render_overlay, snapshot_overlay,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import synthetic
 
-from emotion_edge.device.classifier import EmotionClassifier, ModelError
+from emotion_edge.device.model.classifier import EmotionClassifier, ModelError
 from emotion_edge.device.contract import ContractError
 from emotion_edge.main import main
 from emotion_edge.quantize.parity import ParityGate, compare
@@ -156,7 +156,7 @@ def test_float_model_is_refused_where_int8_is_required(workdir, quantized, tmp_p
     import keras
     import tensorflow as tf
 
-    from emotion_edge.device.model_metadata import TensorQuant, load_metadata, save_metadata, file_sha256
+    from emotion_edge.device.model.metadata import TensorQuant, load_metadata, save_metadata, file_sha256
     from dataclasses import replace
 
     model = keras.models.load_model(workdir / "run" / "model.keras")

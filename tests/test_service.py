@@ -18,10 +18,10 @@ import pytest
 
 from conftest import wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
-from emotion_edge.device.model_store import ModelStore
-from emotion_edge.device.service import ServiceNotifier, StatusFile, read_status
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.store import ModelStore
+from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile, read_status
 from emotion_edge.device.sources import SourceBase
 from model_variants import padded_model
 
@@ -234,7 +234,7 @@ def test_sighup_reloads_a_running_daemon_process(store, tmp_path):
 def test_store_refuses_a_copy_whose_contract_names_another_model(store, tmp_path):
     import io
 
-    from emotion_edge.device.model_store import StoreError
+    from emotion_edge.device.model.store import StoreError
 
     model = padded_model(tmp_path, "mismatch")
     sidecar = packaged_model_path().with_suffix(".json").read_bytes()  # the shipped model's contract

@@ -19,11 +19,11 @@ import pytest
 from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.live import LiveState
-from emotion_edge.device.model_metadata import packaged_model_path
-from emotion_edge.device.mqtt_config import MqttConfig, Topics
-from emotion_edge.device.mqtt_publisher import attach
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.model.metadata import packaged_model_path
+from emotion_edge.device.mqtt.config import MqttConfig, Topics
+from emotion_edge.device.mqtt.publisher import attach
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.preview import SharedEncoder

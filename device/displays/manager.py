@@ -21,7 +21,7 @@ from emotion_edge.device.displays.config import DisplayConfig, OledConfig
 from emotion_edge.device.displays.hdmi import HdmiPreview, PreviewStarter, start_picamera2_preview
 from emotion_edge.device.displays.network import IpProvider, primary_ipv4
 from emotion_edge.device.displays.worker import Clock, DisplayWorker
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.sources import PICAMERA_SPECS
 
 log = logging.getLogger(__name__)

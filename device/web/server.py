@@ -16,10 +16,10 @@ from typing import Callable
 import uvicorn
 
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
-from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.detection import make_detector
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig, resolve_token

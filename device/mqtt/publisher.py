@@ -35,18 +35,18 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from emotion_edge.device.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
-from emotion_edge.device.ha_discovery import discovery_messages, status_topic
+from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
+from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.host import cpu_temperature_c
-from emotion_edge.device.live import LiveState
-from emotion_edge.device.mqtt_config import MqttConfig, Topics, client_id_for
-from emotion_edge.device.mqtt_connection import BrokerConnection, describe_refusal, make_client
+from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
+from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
-from emotion_edge.device.spool import Spool, SpoolStats
+from emotion_edge.device.mqtt.spool import Spool, SpoolStats
 
 if TYPE_CHECKING:
-    from emotion_edge.device.daemon import Daemon
+    from emotion_edge.device.daemon.loop import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emotion_edge.device.config_schema import ConfigError
+from emotion_edge.device.config.schema import ConfigError
 
 
 def read_secret_file(path: Path, setting: str, fix: str) -> str:

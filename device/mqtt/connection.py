@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from emotion_edge.device.mqtt_config import MqttConfig, MqttTlsConfig, read_password
+from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, read_password
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from emotion_edge.device.config_schema import ConfigError, build
+from emotion_edge.device.config.schema import ConfigError, build
 from emotion_edge.device.detection import DetectorConfig
 from emotion_edge.device.displays.config import DisplayConfig
-from emotion_edge.device.mqtt_config import MqttConfig
+from emotion_edge.device.mqtt.config import MqttConfig
 from emotion_edge.device.smoothing import SmootherConfig
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.device.web.config import HttpConfig

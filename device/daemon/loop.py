@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emotion_edge.device.classifier import EmotionClassifier
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.detection import make_detector
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.pipeline import FacePipeline, FrameReading
-from emotion_edge.device.service import ServiceNotifier, StatusFile, load_replacement
+from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile
+from emotion_edge.device.model.reload import load_replacement
 from emotion_edge.device.sources import (
     Backoff, CameraPreview, FrameSource, ReopeningSource, SourceExhausted, SourceOptions, open_source,
 )

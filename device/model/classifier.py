@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.contract import ContractError, ModelContract, average_mirrors, normalize, with_mirrors
-from emotion_edge.device.litert import interpreter_class, read_tflite
-from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
+from emotion_edge.device.model.litert import interpreter_class, read_tflite
+from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion_edge.device.credentials import read_secret_file
+from emotion_edge.device.config.secrets import read_secret_file
 
 # MQTT topic levels may not hold wildcards or NUL; a device id becomes one level of every topic.
 _TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")

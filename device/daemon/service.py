@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import sdnotify
 
-from emotion_edge.device.classifier import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -121,22 +120,3 @@ def read_status(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError):
         return None  # replaced between open and read, or being written by an older daemon: ask again
-
-
-class ReloadRefused(ValueError):
-    """A new model that loads fine but cannot replace the running one without a restart."""
-
-
-def load_replacement(path: Path, threads: int, running: EmotionClassifier) -> EmotionClassifier:
-    """The model now at `path`, loaded and validated; raises with the reason, and the caller keeps `running`.
-
-    The labels must stay the same: the MQTT schema, the smoothing state and every
-    consumer of readings were built for them, so a different class set needs a restart.
-    """
-    candidate = EmotionClassifier(path, threads=threads)
-    if candidate.labels != running.labels:
-        raise ReloadRefused(
-            f"{candidate.path}: labels {list(candidate.labels)} differ from the running model's "
-            f"{list(running.labels)}; a model with other classes needs a service restart, not a reload"
-        )
-    return candidate

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from emotion_edge import __version__
-from emotion_edge.device.mqtt_config import HomeAssistantConfig, Topics
+from emotion_edge.device.mqtt.config import HomeAssistantConfig, Topics
 
 # The event entity's event types: the emotion a face changed to, or that it left.
 LEFT = "left"
