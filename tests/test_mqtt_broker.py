@@ -24,12 +24,13 @@ import pytest
 
 from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection
-from emotion_edge.device.mqtt.publisher import MqttPublisher, attach
+from emotion_edge.device.daemon.app import attach_mqtt
+from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.tracking import TrackerConfig
 from mosquitto import Mosquitto, make_test_pki
 from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
@@ -118,8 +119,8 @@ class RunningDaemon:
     """The real camera loop on its own thread, with the MQTT publisher attached as `emotion-edge run` does."""
 
     def __init__(self, config: DaemonConfig):
-        self.daemon = Daemon(config)
-        self.publisher = attach(self.daemon)
+        self.daemon = build_daemon(config)
+        self.publisher = attach_mqtt(self.daemon)
         self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
         self.thread.start()
 

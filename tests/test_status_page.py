@@ -19,11 +19,12 @@ import pytest
 from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS
+from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.daemon.loop import Daemon
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import MqttConfig, Topics
-from emotion_edge.device.mqtt.publisher import attach
+from emotion_edge.device.daemon.app import attach_mqtt
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.preview import SharedEncoder
@@ -68,8 +69,8 @@ def daemon_config(video: Path, tmp_path: Path, mqtt_config: MqttConfig | None = 
 def running(config: DaemonConfig) -> Iterator[tuple[Daemon, HttpServer]]:
     """The camera loop on its thread with the HTTP server and, with [mqtt] on, the publisher, as `emotion-edge run`
     starts them; yields once the daemon sees the person."""
-    daemon = Daemon(config)
-    publisher = attach(daemon) if config.mqtt.enabled else None
+    daemon = build_daemon(config)
+    publisher = attach_mqtt(daemon) if config.mqtt.enabled else None
     loop = threading.Thread(target=daemon.run, name="camera-loop", daemon=True)  # a hung loop must not hold pytest
     loop.start()
     web = None

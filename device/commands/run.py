@@ -76,36 +76,14 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import signal
     from dataclasses import replace
 
-    from emotion_edge.device.daemon.loop import Daemon, change_logger
-    from emotion_edge.device.displays.manager import DisplayManager
-    from emotion_edge.device.mqtt.publisher import attach as attach_mqtt
-    from emotion_edge.device.web.server import start_for_daemon
+    from emotion_edge.device.daemon.app import App
 
     config = _daemon_config(args)
     if args.source:
         config = replace(config, camera=replace(config.camera, source=args.source))
-    daemon = Daemon(config)
-    daemon.handlers.append(change_logger(daemon.classifier.labels))
-    displays = DisplayManager(config.display, daemon.live, camera_source=config.camera.source)
-    if displays.camera_preview is not None:
-        daemon.attach_camera_preview(displays.camera_preview)
-    if displays.status():
-        daemon.stats_providers.append(lambda: {"displays": displays.status()})
+    app = App(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: daemon.stop())
-    signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())  # `systemctl reload`, `emotion-edge deploy`
-    mqtt = web = None
-    try:  # a part that fails to start (a bad [http] token, say) must not leave the started ones running
-        # Connects in the background: a broker that is down at boot never holds up the camera; events spool meanwhile.
-        mqtt = attach_mqtt(daemon) if config.mqtt.enabled else None
-        # None when [http] is off or cannot listen (logged); the API follows the daemon's model across reloads.
-        web = start_for_daemon(config, daemon.live, lambda: daemon.classifier.path)
-        displays.start()
-        print(json.dumps(daemon.run(max_frames=args.max_frames)))
-    finally:
-        if mqtt is not None:
-            mqtt.close()  # ends open tracks, flushes briefly, publishes `stopped`; the rest stays spooled
-        displays.stop()
-        if web is not None:
-            web.stop()
+        signal.signal(signum, lambda *_: app.stop())
+    signal.signal(signal.SIGHUP, lambda *_: app.request_reload())  # `systemctl reload`, `emotion-edge deploy`
+    print(json.dumps(app.run(max_frames=args.max_frames)))
     return 0

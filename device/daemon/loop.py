@@ -1,4 +1,4 @@
-"""`emotion-edge run`: the camera loop that turns frames into tracked emotions, forever.
+"""The camera loop that turns frames into tracked emotions, forever (`emotion-edge run`, built by `daemon.app`).
 
 The loop never blocks for long: reads are bounded (so a stop request, and later
 the systemd watchdog, are served even when the camera hangs), live sources keep
@@ -16,15 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.config import DaemonConfig
-from emotion_edge.device.detection import make_detector
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.pipeline import FacePipeline, FrameReading
 from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile
 from emotion_edge.device.model.reload import load_replacement
 from emotion_edge.device.sources import (
-    Backoff, CameraPreview, FrameSource, ReopeningSource, SourceExhausted, SourceOptions, open_source,
+    FrameSource, SourceExhausted,
 )
 
 log = logging.getLogger(__name__)
@@ -63,53 +61,28 @@ def change_logger(labels: tuple[str, ...]) -> ReadingHandler:
     return handle
 
 
-def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = None) -> ReopeningSource:
-    """The configured camera, reopened on failure; `camera_preview` (the HDMI preview) rides every Pi camera it opens."""
-    camera = config.camera
-    options = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps, loop=camera.loop,
-                            lores_width=camera.lores_width, camera_preview=camera_preview)
-    return ReopeningSource(
-        lambda: open_source(camera.source, options),
-        Backoff(initial=camera.reopen_initial_s, max_delay=camera.reopen_max_s),
-        stall_timeout=camera.stall_timeout_s,
-        name=camera.source,
-    )
-
-
 class Daemon:
-    def __init__(self, config: DaemonConfig, source: FrameSource | None = None,
-                 handlers: list[ReadingHandler] | None = None):
+    """The camera loop. It is given its parts (see `daemon.app`, the composition root) and builds none."""
+
+    def __init__(self, config: DaemonConfig, pipeline: FacePipeline, source: FrameSource, live: LiveState,
+                 notifier: ServiceNotifier, handlers: list[ReadingHandler] | None = None):
         self.config = config
-        self.classifier = EmotionClassifier(config.model.path, threads=config.model.threads)
-        self.pipeline = FacePipeline(make_detector(config.detector), self.classifier, config.pipeline,
-                                     config.tracker, config.smoothing)
-        self._builds_source = source is None  # only a source built here can take a camera preview later
-        self.source = source if source is not None else build_source(config)
+        self.pipeline = pipeline
+        self.classifier = pipeline.classifier
+        self.source = source
         self.handlers = list(handlers or [])
         # Extra stats fields from plugged-in parts (MQTT spool depth, ...), merged into stats().
         self.stats_providers: list[Callable[[], dict]] = []
-        self.live = LiveState(self.classifier.labels)
+        self.live = live
         self.counters = LoopCounters()
         self.stop_event = threading.Event()
-        self.notifier = ServiceNotifier()
+        self.notifier = notifier
         self.status_file = StatusFile(config.service.status_file, config.service.status_interval_s)
         self.reload_requested = threading.Event()  # set by SIGHUP; the loop reloads between frames
         self.reload_error: dict | None = None  # the last refused model and why, for the deploy's health check
         self.ready = False
         self.last_frame_at: float | None = None  # wall clock, comparable with the deploy's activation time
         self.model_loaded_at = time.time()
-
-    def attach_camera_preview(self, preview: CameraPreview) -> None:
-        """Have `preview` (the HDMI preview) ride every Pi camera the source opens; call before run().
-
-        The preview reads `self.live`, so it can only be made after the daemon; the camera opens only in run(),
-        so building the configured source again, now with the preview, loses nothing.
-        """
-        if not self._builds_source:
-            raise ValueError("attach_camera_preview: this daemon was given its source; give that source the preview")
-        if self.counters.frames or getattr(self.source, "is_connected", False):
-            raise RuntimeError("attach_camera_preview: the camera is already open; attach the preview before run()")
-        self.source = build_source(self.config, camera_preview=preview)
 
     def stats(self) -> dict:
         timer = self.pipeline.timer

@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
@@ -45,8 +45,6 @@ from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
 from emotion_edge.device.mqtt.spool import Spool, SpoolStats
 
-if TYPE_CHECKING:
-    from emotion_edge.device.daemon.loop import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +183,7 @@ class MqttPublisher:
     # --- the camera loop's side ---
 
     def handle_reading(self, reading: FrameReading) -> None:
-        """A Daemon handler: cheap, never blocks (the queue is unbounded; events are few)."""
+        """A reading handler for the camera loop: cheap, never blocks (the queue is unbounded; events are few)."""
         events = self.builder.observe(reading)
         if events:
             self._inbox.put(_Events(events, self.model_sha256()))
@@ -196,7 +194,7 @@ class MqttPublisher:
             self._inbox.put(_Room(room))
 
     def stats(self) -> dict[str, Any]:
-        """A Daemon stats provider: the MQTT link and the spool."""
+        """A stats provider for the camera loop: the MQTT link and the spool."""
         spool = self._spool_stats
         return {
             "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
@@ -394,13 +392,3 @@ class MqttPublisher:
         self._handle([])
         while self._connected.is_set() and (self._inflight or self._spool_stats.depth) and time.monotonic() < deadline:
             self._handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))
-
-
-def attach(daemon: Daemon) -> MqttPublisher:
-    """Plug a started publisher into `daemon`: it receives every reading and adds its stats."""
-    publisher = MqttPublisher(daemon.config.mqtt, daemon.config.device_id, daemon.classifier.labels,
-                              lambda: daemon.classifier.sha256, stats_source=daemon.stats, live=daemon.live)
-    publisher.start()
-    daemon.handlers.append(publisher.handle_reading)
-    daemon.stats_providers.append(publisher.stats)
-    return publisher
