@@ -39,12 +39,11 @@ from conftest import free_port  # noqa: E402
 from mosquitto import Mosquitto  # noqa: E402
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig  # noqa: E402
-from emotion_edge.device.daemon.app import build_daemon  # noqa: E402
-from emotion_edge.device.mqtt.listen import Listener  # noqa: E402
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon  # noqa: E402
 from emotion_edge.device.model.metadata import packaged_model_path  # noqa: E402
 from emotion_edge.device.mqtt.config import MqttConfig, Topics  # noqa: E402
 from emotion_edge.device.mqtt.connection import BrokerConnection  # noqa: E402
-from emotion_edge.device.daemon.app import attach_mqtt  # noqa: E402
+from emotion_edge.device.mqtt.listen import Listener  # noqa: E402
 from emotion_edge.device.mqtt.spool import Spool  # noqa: E402
 
 

@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:  # only in our venv; the peer's interpreter runs this file without emotion_edge
-    from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.device.detection import FaceDetector
+    from emotion_edge.device.model.classifier import EmotionClassifier
 
 FRAME_W, FRAME_H = 640, 480
 # The face in skimage.data.astronaut(), marked by eye as in tests/test_detection.py;
@@ -240,8 +240,8 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
 
 
 def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, model: Path, repeats: int) -> list[Measurement]:
-    from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.device.detection import DetectorConfig, make_detector
+    from emotion_edge.device.model.classifier import EmotionClassifier
 
     detector = make_detector(DetectorConfig(kind=kind, threads=threads))
     classifier = EmotionClassifier(model, threads=threads)

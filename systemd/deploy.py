@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.model.metadata import ModelMetadata, sidecar_path
 from emotion_edge.systemd.inventory import Host
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 SSH_TIMEOUT_S = 60.0  # any single step but the health wait
 
 
-class DeployError(RuntimeError):
+class DeployError(EmotionEdgeError, RuntimeError):
     """A step failed; the message says which and why."""
 
 

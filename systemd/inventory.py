@@ -17,9 +17,10 @@ names the file and the key instead of a silently ignored setting.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from emotion_edge.device.config.schema import ConfigError, build
 

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from emotion_edge.device.contract import (
-    EMOTIONS, ContractError, ModelContract, crop_face, labels_for, normalize, square_box,
+    EMOTIONS,
+    ContractError,
+    ModelContract,
+    crop_face,
+    labels_for,
+    normalize,
+    square_box,
 )
 
 
@@ -50,7 +56,6 @@ def test_normalize_scales_to_unit_range_with_channel_axis():
 
 
 def test_contract_without_flip_field_is_single_pass_and_a_wrong_type_is_named(tmp_path):
-    import json
     from pathlib import Path
 
     from emotion_edge.device.model.metadata import parse_metadata

@@ -4,11 +4,11 @@ import json
 import logging
 import threading
 import time
-from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
+from conftest import require_module
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import build_daemon
@@ -17,7 +17,6 @@ from emotion_edge.device.logs import JsonFormatter
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.sources import SourceBase
 from emotion_edge.main import main
-from conftest import require_module
 
 skimage_data = require_module("skimage.data")
 

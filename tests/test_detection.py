@@ -21,8 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import require_module
 
-from emotion_edge.device.detection import blazeface
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,
     KINDS,
@@ -32,6 +32,7 @@ from emotion_edge.device.detection import (
     DetectorError,
     FaceDetector,
     HaarDetector,
+    blazeface,
     decode_boxes,
     make_detector,
     non_max_suppression,
@@ -39,7 +40,6 @@ from emotion_edge.device.detection import (
     ssd_anchors,
 )
 from emotion_edge.device.tracking import Box
-from conftest import require_module
 
 FRAME_W, FRAME_H = 640, 480
 PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astronaut()

@@ -21,19 +21,18 @@ from typing import Callable
 
 import paho.mqtt.publish as paho_publish
 import pytest
-
 from conftest import free_port, require_binary, require_module, wait_until
+from mosquitto import Mosquitto, make_test_pki
+from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon.app import build_daemon
-from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection
-from emotion_edge.device.daemon.app import attach_mqtt
+from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
 from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.tracking import TrackerConfig
-from mosquitto import Mosquitto, make_test_pki
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
 
 require_module("jsonschema")  # payloads are validated against device/schemas
 require_module("skimage")  # the face video
@@ -400,7 +399,7 @@ def test_a_wrong_password_is_reported_once_and_the_camera_loop_goes_on(mosquitto
             state = running.daemon.live.snapshot().mqtt
         finally:
             running.stop()
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt_publisher")]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt.publisher")]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not per retry
     message = errors[0].getMessage()
     assert "refused the connection: Not authorized" in message and "user 'device'" in message

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
+from mqtt_support import LABELS, MODEL_SHA, face, reading, validator
 
 from emotion_edge.device.config import parse_config
 from emotion_edge.device.config.schema import ConfigError
-from emotion_edge.device.mqtt.events import EventBuilder, iso_utc
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, read_password
+from emotion_edge.device.mqtt.events import EventBuilder, iso_utc
 from emotion_edge.device.mqtt.spool import Spool
-from conftest import require_module
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator
 
 require_module("jsonschema")  # payloads are validated against device/schemas
 

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import wait_until
+from model_variants import padded_model
+
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
 from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile, read_status
 from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
 from emotion_edge.device.model.store import ModelStore
-from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile, read_status
 from emotion_edge.device.sources import SourceBase
-from model_variants import padded_model
 
 WATCHDOG_USEC = 300_000  # heartbeats every 0.1 s
 

@@ -15,22 +15,21 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-
 from conftest import free_port, require_binary, require_module, wait_until
+from mosquitto import Mosquitto
+from webserver import head
+
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS
-from emotion_edge.device.daemon.app import build_daemon
-from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.daemon.loop import Daemon
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import MqttConfig, Topics
-from emotion_edge.device.daemon.app import attach_mqtt
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.preview import SharedEncoder
 from emotion_edge.device.web.server import HttpServer, start_for_daemon
-from mosquitto import Mosquitto
-from webserver import head
 
 skimage_data = require_module("skimage.data")
 TOKEN = "page-token-0123456789abcdef"

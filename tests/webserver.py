@@ -6,8 +6,8 @@ import json
 
 import cv2
 import numpy as np
-
 from conftest import free_port
+
 from emotion_edge.device.config import DaemonConfig, ModelConfig
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.app import openapi_document

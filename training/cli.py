@@ -9,6 +9,7 @@ from pathlib import Path
 
 from emotion_edge.training.train import TrainConfig
 
+
 def use_fast_cpu_kernels() -> None:
     """oneDNN convolutions train FER nets ~2x faster on x86 CPUs; must be set before TensorFlow loads."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

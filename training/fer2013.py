@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from emotion_edge.device.contract import EMOTIONS, INPUT_SIZE, resize_face, to_gray
+from emotion_edge.device.errors import EmotionEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".tif", ".ti
 CACHE_FORMAT = "fer2013-cache-v1"
 
 
-class DataError(ValueError):
+class DataError(EmotionEdgeError, ValueError):
     """The data set could not be loaded; the message says where and why."""
 
 

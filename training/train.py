@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.contract import ModelContract, labels_for, normalize
+from emotion_edge.device.errors import UsageError
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import metrics_dict, plot_curves, write_json, write_split_reports
 from emotion_edge.training.splits import Split, make_splits
@@ -67,7 +68,7 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, 
     if mode == "sqrt":
         inverse = np.sqrt(inverse)
     elif mode != "balanced":
-        raise ValueError(f"unknown class weighting {mode!r}; use none, sqrt or balanced")
+        raise UsageError(f"unknown class weighting {mode!r}; use none, sqrt or balanced")
     inverse *= counts.sum() / float((inverse * counts).sum())
     return {k: float(w) for k, w in enumerate(inverse)}
 

@@ -13,7 +13,6 @@ from emotion_edge.device.daemon.service import read_status
 from emotion_edge.device.model.health import wait_healthy
 from emotion_edge.device.model.store import ModelStore, StoreError, _check_sha
 
-
 # --- `emotion-edge device-model`: what `emotion-edge deploy` runs on the device over ssh ---------------------
 
 

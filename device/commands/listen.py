@@ -9,11 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-
 from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, read_password
 from emotion_edge.device.mqtt.connection import BrokerConnection
-from emotion_edge.device.detection.base import KINDS
-from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
+from emotion_edge.device.mqtt.listen import TOPIC_KINDS, Listener, Received, subscriptions
 
 
 def add_listen(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +24,7 @@ def add_listen(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="broker port (default: the config's, else 1883, 8883 with --tls)")
     p.add_argument("--device", default="+", help="device id to follow (default: + for every device)")
     p.add_argument("--prefix", help="topic prefix, overriding emotion-edge/<device>")
-    p.add_argument("--only", action="append", choices=KINDS, help="only these topics (repeatable; default: all)")
+    p.add_argument("--only", action="append", choices=TOPIC_KINDS, help="only these topics (repeatable; default: all)")
     p.add_argument("--tls", action="store_true", help="connect with TLS")
     p.add_argument("--ca-file", type=Path, help="CA certificate (PEM) for TLS; default: the system's CAs")
     p.add_argument("--certfile", type=Path, help="client certificate (PEM) for TLS")
@@ -63,7 +61,7 @@ def connection_from_args(args: argparse.Namespace) -> BrokerConnection:
 def run_listen(args: argparse.Namespace) -> int:
     connection = connection_from_args(args)
     prefix = args.prefix or f"emotion-edge/{args.device}"
-    kinds = tuple(args.only) if args.only else KINDS
+    kinds = tuple(args.only) if args.only else TOPIC_KINDS
     done = threading.Event()
     printed = 0
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import tomllib
 
 from emotion_edge.device.config.schema import ConfigError, build
 from emotion_edge.device.detection import DetectorConfig

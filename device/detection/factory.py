@@ -1,12 +1,10 @@
 """The detector a `DetectorConfig` names."""
 
 from __future__ import annotations
+
 from emotion_edge.device.detection.base import DetectorConfig, FaceDetector
 from emotion_edge.device.detection.blazeface import BlazeFaceDetector
 from emotion_edge.device.detection.haar import HaarDetector
-
-
-
 
 
 def make_detector(config: DetectorConfig | None = None) -> FaceDetector:

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from emotion_edge.device.detection.base import Detection, DetectorConfig, DetectorError, HAAR_CASCADE, _as_gray, _to_detections
+
+from emotion_edge.device.detection.base import (
+    HAAR_CASCADE,
+    Detection,
+    DetectorConfig,
+    DetectorError,
+    _as_gray,
+    _to_detections,
+)
 from emotion_edge.device.detection.nms import non_max_suppression
-
-
 
 # ----------------------------------------------------------------------------- Haar
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 import numpy as np
-
 
 
 def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.displays.config import DisplayConfig, OledConfig
 from emotion_edge.device.displays.hdmi import HdmiPreview, PreviewStarter, start_picamera2_preview
 from emotion_edge.device.displays.network import IpProvider, primary_ipv4
 from emotion_edge.device.displays.worker import Clock, DisplayWorker
-from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.sources import PICAMERA_SPECS
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.contract import ContractError, ModelContract, average_mirrors, normalize, with_mirrors
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.model.litert import interpreter_class, read_tflite
 from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 _DTYPES = {"int8": np.int8, "uint8": np.uint8, "float32": np.float32}
 
 
-class ModelError(ValueError):
+class ModelError(EmotionEdgeError, ValueError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 

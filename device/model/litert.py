@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emotion_edge.device.errors import EmotionEdgeError
+
 # Every .tflite file is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3".
 TFLITE_IDENTIFIER = b"TFL3"
 
 
-class RuntimeMissing(ImportError):
-    pass
+class RuntimeMissing(EmotionEdgeError, ImportError):
+    """No TFLite interpreter is installed."""
 
 
 def interpreter_class() -> Any:

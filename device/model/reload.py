@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.model.classifier import EmotionClassifier
 
 
-class ReloadRefused(ValueError):
+class ReloadRefused(EmotionEdgeError, ValueError):
     """A new model that loads fine but cannot replace the running one without a restart."""
 
 

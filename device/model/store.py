@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from emotion_edge.device.contract import ContractError
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.model.metadata import ModelMetadata, file_sha256, parse_metadata, sidecar_path
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 16
 
 
-class StoreError(RuntimeError):
+class StoreError(EmotionEdgeError, RuntimeError):
     """A device-side step failed; the message says what and where."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, read_password
 
 
@@ -36,8 +37,12 @@ class BrokerConnection:
         return f"{'mqtts' if self.tls.enabled else 'mqtt'}://{self.host}:{self.port}"
 
 
+class BrokerError(EmotionEdgeError, ValueError):
+    """The broker cannot be reached or refuses us, or the TLS files cannot be loaded: the message says which."""
+
+
 def make_client(connection: BrokerConnection, client_id: str, clean_session: bool = True) -> mqtt.Client:
-    """A configured but unconnected client; TLS file problems raise ValueError naming the setting."""
+    """A configured but unconnected client; TLS file problems raise BrokerError (a ValueError) naming the setting."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
                          protocol=mqtt.MQTTv311)
     # paho's own backoff doubles from min to max between attempts; it runs on paho's thread, never the camera's.
@@ -59,14 +64,14 @@ def tls_context(tls: MqttTlsConfig) -> ssl.SSLContext:
         if tls.certfile is not None and tls.keyfile is not None:
             context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
     except ssl.SSLError as exc:
-        raise ValueError(f"mqtt.tls: cannot load the CA file or client certificate ({exc.reason or exc}); "
+        raise BrokerError(f"mqtt.tls: cannot load the CA file or client certificate ({exc.reason or exc}); "
                          "they must be PEM files") from None
     return context
 
 
 def _require_file(path: Path | None, key: str) -> None:
     if path is not None and not path.is_file():
-        raise ValueError(f"{key}: {path} does not exist or is not a file")
+        raise BrokerError(f"{key}: {path} does not exist or is not a file")
 
 
 def describe_refusal(reason: mqtt.ReasonCode, connection: BrokerConnection) -> str:

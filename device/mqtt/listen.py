@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
+from emotion_edge.device.errors import UsageError
 from emotion_edge.device.mqtt.config import Topics
-from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
+from emotion_edge.device.mqtt.connection import BrokerConnection, BrokerError, describe_refusal, make_client
 
-KINDS = ("availability", "events", "state", "stats")
+TOPIC_KINDS = ("availability", "events", "state", "stats")
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Listener:
     def __init__(self, connection: BrokerConnection, subscriptions: list[str], client_id: str = "",
                  persistent: bool = False, on_message: Callable[[Received], None] | None = None):
         if persistent and not client_id:
-            raise ValueError("a persistent listener needs a client id: the broker keeps its session under it")
+            raise UsageError("a persistent listener needs a client id: the broker keeps its session under it")
         self.connection = connection
         self.subscriptions = subscriptions
         self.messages: queue.Queue[Received] = queue.Queue()
@@ -72,15 +73,15 @@ class Listener:
         self._refusal: str | None = None
 
     def start(self, timeout: float = 10.0) -> Listener:
-        """Connect and subscribe; ValueError with the broker's reason if it refuses or does not answer."""
+        """Connect and subscribe; BrokerError (a ValueError) with the broker's reason if it refuses or does not answer."""
         try:
             self._client.connect(self.connection.host, self.connection.port, self.connection.keepalive_s)
         except OSError as exc:
-            raise ValueError(f"cannot connect to {self.connection.address}: {exc}") from None
+            raise BrokerError(f"cannot connect to {self.connection.address}: {exc}") from None
         self._client.loop_start()
         if not self._ready.wait(timeout) or self._refusal:
             self.close()
-            raise ValueError(self._refusal or f"{self.connection.address} did not accept the subscription within {timeout:g} s")
+            raise BrokerError(self._refusal or f"{self.connection.address} did not accept the subscription within {timeout:g} s")
         return self
 
     def close(self) -> None:
@@ -112,6 +113,6 @@ class Listener:
             self._on_message(received)
 
 
-def subscriptions(prefix: str, kinds: tuple[str, ...] = KINDS) -> list[str]:
+def subscriptions(prefix: str, kinds: tuple[str, ...] = TOPIC_KINDS) -> list[str]:
     topics = Topics(prefix)
     return [getattr(topics, kind) for kind in kinds]

@@ -35,16 +35,15 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
-from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
-from emotion_edge.device.host import cpu_temperature_c
 from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.host import cpu_temperature_c
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
+from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
+from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
+from emotion_edge.device.mqtt.spool import Spool, SpoolStats
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
-from emotion_edge.device.mqtt.spool import Spool, SpoolStats
-
 
 log = logging.getLogger(__name__)
 

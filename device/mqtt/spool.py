@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from emotion_edge.device.errors import EmotionEdgeError
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -48,7 +50,7 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
 ACK_CHUNK = 500  # well under SQLite's limit on bound parameters per statement
 
 
-class SpoolError(ValueError):
+class SpoolError(EmotionEdgeError, ValueError):
     """The spool file cannot be used; the message names the setting, the file and what to do (exit status 2)."""
 
 

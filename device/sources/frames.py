@@ -9,7 +9,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+
 from emotion_edge.device.contract import to_gray
+from emotion_edge.device.errors import EmotionEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ PICAMERA_SPECS = frozenset({"picamera2", "picamera"})
 # Python 3.10's concurrent.futures.TimeoutError is not the builtin one (3.11 merged them).
 _WAIT_TIMEOUTS = (TimeoutError, FutureTimeoutError)
 
-class SourceError(RuntimeError):
+class SourceError(EmotionEdgeError, RuntimeError):
     """A source cannot deliver frames (cannot open, device gone, undecodable file, ...)."""
 
 

@@ -10,6 +10,7 @@ from typing import Literal, Sequence
 
 import cv2
 import numpy as np
+
 from emotion_edge.device.sources.frames import (
     IMAGE_SUFFIXES,
     Clock,

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+
 from emotion_edge.device.sources.frames import (
     STREAM_SCHEMES,
     Clock,

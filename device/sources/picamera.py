@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
+
 from emotion_edge.device.sources.frames import (
     _WAIT_TIMEOUTS,
     Frame,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import urlsplit
 
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.sources.frames import (
     IMAGE_SUFFIXES,
     PICAMERA_SPECS,
@@ -22,6 +23,10 @@ from emotion_edge.device.sources.picamera import (
     PiCameraSource,
     lores_size_for,
 )
+
+
+class SourceSpecError(EmotionEdgeError, ValueError):
+    """A source spec names nothing a source can be opened from."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ ACCEPTED_SPECS = (
 
 
 def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSource:
-    """The source a command-line spec names (not yet opened). ValueError for anything unrecognised."""
+    """The source a command-line spec names (not yet opened). SourceSpecError (a ValueError) for anything unrecognised."""
     text = spec.strip()
     if text.lower() in PICAMERA_SPECS:
         return _picamera_source(options)
@@ -68,7 +73,7 @@ def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSou
     if "://" in text:
         if scheme in STREAM_SCHEMES:
             return _opencv_source(text, options)
-        raise ValueError(f"unsupported URL scheme {scheme!r} in {redact_uri(text)!r}; accepted: {ACCEPTED_SPECS}")
+        raise SourceSpecError(f"unsupported URL scheme {scheme!r} in {redact_uri(text)!r}; accepted: {ACCEPTED_SPECS}")
     path = Path(text).expanduser()
     if path.is_dir():
         return ImageSource(path, loop=options.loop, fps=options.fps, on_bad_file=options.on_bad_file)
@@ -78,8 +83,8 @@ def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSou
             return ImageSource([path], loop=options.loop, fps=options.fps, on_bad_file=options.on_bad_file)
         if suffix in VIDEO_SUFFIXES:
             return _opencv_source(str(path), options)
-        raise ValueError(f"{text!r}: unrecognised file type {suffix or '(no suffix)'!r}; accepted: {ACCEPTED_SPECS}")
-    raise ValueError(f"{text!r}: no such file, folder or device; accepted: {ACCEPTED_SPECS}")
+        raise SourceSpecError(f"{text!r}: unrecognised file type {suffix or '(no suffix)'!r}; accepted: {ACCEPTED_SPECS}")
+    raise SourceSpecError(f"{text!r}: no such file, folder or device; accepted: {ACCEPTED_SPECS}")
 
 
 def _opencv_source(uri: str, options: SourceOptions) -> OpenCVSource:
@@ -88,7 +93,7 @@ def _opencv_source(uri: str, options: SourceOptions) -> OpenCVSource:
 
 def _picamera_source(options: SourceOptions) -> PiCameraSource:
     if (options.width is None) != (options.height is None):
-        raise ValueError("the Pi camera needs both width and height, or neither")
+        raise SourceSpecError("the Pi camera needs both width and height, or neither")
     main = (options.width, options.height) if options.width and options.height else PiCameraConfig.main_size
     config = PiCameraConfig(main_size=main, lores_size=lores_size_for(main, options.lores_width), fps=options.fps)
     return PiCameraSource(config, camera_factory=options.camera_factory, preview=options.camera_preview)
