@@ -20,6 +20,8 @@ from emotion_edge.main import main
 from emotion_edge.systemd.deploy import DeployError, Remote, check_model, deploy
 from emotion_edge.systemd.inventory import Host
 
+pytestmark = pytest.mark.peer
+
 DEMO = Path(__file__).parent.parent / "examples" / "demo.mp4"
 EMOTION_EDGE = str(Path(sys.executable).with_name("emotion-edge"))
 SSH_OPTIONS = ("StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null", "LogLevel=ERROR")

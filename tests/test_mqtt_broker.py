@@ -34,6 +34,8 @@ from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
 from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.tracking import TrackerConfig
 
+pytestmark = pytest.mark.peer
+
 require_module("jsonschema")  # payloads are validated against device/schemas
 require_module("skimage")  # the face video
 

@@ -15,6 +15,8 @@ from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.splits import make_splits
 from emotion_edge.training.train import TrainConfig, train
 
+pytestmark = pytest.mark.tensorflow
+
 GATE_SPLITS = {"Training": 24, "PublicTest": 60, "PrivateTest": 60}  # faces per emotion
 
 

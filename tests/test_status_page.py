@@ -173,6 +173,7 @@ def page_event(browser) -> dict | None:
     return None if text == "none yet" else json.loads(text)
 
 
+@pytest.mark.peer
 def test_status_page_in_headless_chromium(publishing_daemon, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -7,6 +7,8 @@ import synthetic
 from emotion_edge.main import main
 from emotion_edge.training.train import TrainConfig, class_weights, train
 
+pytestmark = pytest.mark.tensorflow
+
 REPORT_FILES = {
     "config.json", "history.csv", "model.keras", "checkpoint.keras", "state.json", "curves.png",
     "confusion_matrix.png", "classification_report.txt", "classification_report.json", "metrics.json",
