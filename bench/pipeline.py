@@ -162,17 +162,10 @@ def make_clips(frames: int, seed: int) -> list[Clip]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def iou(a: XYWH, b: XYWH) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def score(found: list[list[XYWH]], truth: np.ndarray) -> tuple[float | None, float]:
     """(recall, false boxes per frame): a true face is found when some box overlaps it by IoU >= MATCH_IOU."""
+    from emotion_edge.device.geometry import iou  # scored in our venv, never the peer's
+
     hits = false = 0
     for boxes, faces in zip(found, truth):
         hits += sum(any(iou(tuple(t), b) >= MATCH_IOU for b in boxes) for t in faces)

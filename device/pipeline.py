@@ -16,10 +16,11 @@ import numpy as np
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.contract import crop_face
 from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.geometry import Box
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.smoothing import EmotionSmoother, SmoothedState, SmootherConfig
 from emotion_edge.device.sources import Frame
-from emotion_edge.device.tracking import Box, IouTracker, TrackerConfig
+from emotion_edge.device.tracking import IouTracker, TrackerConfig
 
 STAGES = ("capture", "detect", "classify", "publish")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.geometry import Box
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 from emotion_edge.device.smoothing import SmoothedState
 from emotion_edge.device.sources import Frame
-from emotion_edge.device.tracking import Box
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 HAPPY = np.array([0.02, 0.01, 0.02, 0.80, 0.03, 0.04, 0.08], np.float32)

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from emotion_edge.device.contract import EMOTIONS
+from emotion_edge.device.geometry import Box
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 from emotion_edge.device.smoothing import SmoothedState
-from emotion_edge.device.tracking import Box
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "device" / "schemas"
 LABELS = tuple(EMOTIONS)

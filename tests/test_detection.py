@@ -39,7 +39,7 @@ from emotion_edge.device.detection import (
     sigmoid_scores,
     ssd_anchors,
 )
-from emotion_edge.device.tracking import Box
+from emotion_edge.device.geometry import Box
 
 FRAME_W, FRAME_H = 640, 480
 PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astronaut()

@@ -11,7 +11,7 @@ import numpy as np
 
 from emotion_edge.device.contract import to_gray
 from emotion_edge.device.errors import EmotionEdgeError
-from emotion_edge.device.tracking import Box
+from emotion_edge.device.geometry import Box
 
 KINDS: tuple[str, ...] = ("haar", "blazeface-short", "blazeface-full")
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"

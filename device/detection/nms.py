@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box with each row of an (N, 4) xyxy array."""
-    w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0.0, None)
-    h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0.0, None)
-    inter = w * h
-    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+from emotion_edge.device.geometry import iou_one_to_many
 
 
 def non_max_suppression(
@@ -29,7 +22,7 @@ def non_max_suppression(
     boxes, scores = boxes[order], scores[order]
     kept_boxes, kept_scores = [], []
     while len(boxes):
-        overlap = _iou_one_to_many(boxes[0], boxes) > iou_threshold
+        overlap = iou_one_to_many(boxes[0], boxes) > iou_threshold
         overlap[0] = True
         if weighted:
             w = scores[overlap]
