@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.contract import ModelContract, average_mirrors, labels_for, normalize, with_mirrors
-from emotion_edge.device.model.classifier import EmotionClassifier, ms_per_face, tensor_quant
+from emotion_edge.device.model.classifier import EmotionClassifier, tensor_quant
 from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
 from emotion_edge.quantize.convert import convert_int8, representative_sample
+from emotion_edge.quantize.latency import ms_per_face
 from emotion_edge.quantize.parity import ParityGate, SplitParity, compare, format_table, to_dict
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import write_json

@@ -23,7 +23,7 @@ from emotion_edge.device.detection.base import (
     _to_detections,
 )
 from emotion_edge.device.detection.nms import non_max_suppression
-from emotion_edge.device.model.litert import interpreter_class, read_tflite
+from emotion_edge.device.model.litert import dequantize, interpreter_class, quantize, read_tflite
 
 # ----------------------------------------------------------------------------- BlazeFace
 
@@ -172,19 +172,11 @@ class BlazeFaceDetector:
         self._regressors = next(d for w, d in by_width.items() if w != 1)
 
     def _set_input(self, x: np.ndarray) -> None:
-        dtype = self._input["dtype"]
-        if dtype != np.float32:
-            scale, zero_point = self._input.get("quantization", (0.0, 0))
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
-        self._interpreter.set_tensor(self._input["index"], x)
+        self._interpreter.set_tensor(self._input["index"],
+                                     quantize(x, self._input["dtype"], *self._input.get("quantization", (0.0, 0))))
 
     def _output(self, detail: dict) -> np.ndarray:
-        out = self._interpreter.get_tensor(detail["index"])[0]
-        if out.dtype != np.float32:
-            scale, zero_point = detail.get("quantization", (0.0, 0))
-            out = (out.astype(np.float32) - zero_point) * scale
-        return out
+        return dequantize(self._interpreter.get_tensor(detail["index"])[0], *detail.get("quantization", (0.0, 0)))
 
     def _letterbox(self, image: np.ndarray) -> tuple[float, float, float, float]:
         """Fill the input buffer from a gray or RGB frame; returns (pad_x, pad_y, scale_x, scale_y) in input pixels."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from emotion_edge.device.contract import ContractError, ModelContract, average_mirrors, normalize, with_mirrors
 from emotion_edge.device.errors import EmotionEdgeError
-from emotion_edge.device.model.litert import interpreter_class, read_tflite
+from emotion_edge.device.model.litert import dequantize, interpreter_class, quantize, read_tflite
 from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, load_metadata
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ class _Tensor:
     zero_point: int
 
 
-def _tensor(detail: dict) -> _Tensor:
+def _interpreter_tensor(detail: dict) -> _Tensor:
     quant = tensor_quant(detail)
     return _Tensor(detail["index"], detail["dtype"], quant.scale, quant.zero_point)
 
@@ -82,8 +81,8 @@ class EmotionClassifier:
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(f"{self.path}: expected one input and one output tensor, got {len(inputs)} and {len(outputs)}")
         _check_against_contract(self.path, self.metadata, inputs[0], outputs[0], require_int8)
-        self._input = _tensor(inputs[0])
-        self._output = _tensor(outputs[0])
+        self._input = _interpreter_tensor(inputs[0])
+        self._output = _interpreter_tensor(outputs[0])
         self._batch = int(inputs[0]["shape"][0])
 
     @property
@@ -98,19 +97,6 @@ class EmotionClassifier:
     def sha256(self) -> str:
         return self.metadata.sha256
 
-    def _quantize(self, x: np.ndarray) -> np.ndarray:
-        t = self._input
-        if t.dtype == np.float32:
-            return x
-        info = np.iinfo(t.dtype)
-        return np.clip(np.round(x / t.scale) + t.zero_point, info.min, info.max).astype(t.dtype)
-
-    def _dequantize(self, q: np.ndarray) -> np.ndarray:
-        t = self._output
-        if t.dtype == np.float32:
-            return q.astype(np.float32)
-        return (q.astype(np.float32) - t.zero_point) * t.scale
-
     def _ensure_batch(self, n: int) -> None:
         if n != self._batch:
             self._interpreter.resize_tensor_input(self._input.index, [n, *self.contract.input_shape])
@@ -124,11 +110,12 @@ class EmotionClassifier:
         if faces.shape[0] == 0:
             return np.zeros((0, self.contract.num_classes), np.float32)
         flip = self.contract.flip_average
-        x = self._quantize(normalize(with_mirrors(faces) if flip else faces))
+        t = self._input
+        x = quantize(normalize(with_mirrors(faces) if flip else faces), t.dtype, t.scale, t.zero_point)
         self._ensure_batch(x.shape[0])
         self._interpreter.set_tensor(self._input.index, x)
         self._interpreter.invoke()
-        probs = self._dequantize(self._interpreter.get_tensor(self._output.index))
+        probs = dequantize(self._interpreter.get_tensor(self._output.index), self._output.scale, self._output.zero_point)
         return average_mirrors(probs) if flip else probs
 
     def classify_many(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -141,15 +128,3 @@ def tensor_quant(detail: dict) -> TensorQuant:
     """The metadata record of one interpreter tensor, as `quantize` writes it."""
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return TensorQuant(np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
-
-
-def ms_per_face(classifier: EmotionClassifier, faces: np.ndarray, runs: int = 200) -> float:
-    """Median milliseconds per face when `faces` go through one invoke, after warm-up."""
-    for _ in range(10):
-        classifier.classify(faces)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.classify(faces)
-        samples.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(samples)) / len(faces)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emotion_edge.device.errors import EmotionEdgeError
 
 # Every .tflite file is a FlatBuffer whose file identifier (bytes 4-8) is "TFL3".
@@ -51,3 +53,18 @@ def read_tflite(path: Path, error: type[Exception] = ValueError) -> bytes:
     if len(blob) < 16 or blob[4:8] != TFLITE_IDENTIFIER:
         raise error(f"{path}: not a TFLite model (no 'TFL3' FlatBuffer identifier); is it the right file?")
     return blob
+
+
+def quantize(x: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
+    """Float values as a tensor of `dtype` with this (scale, zero_point); a float32 tensor takes them as they are."""
+    if dtype == np.float32:
+        return x
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """A tensor's values as float32: integers mapped back through (scale, zero_point), float32 as it is."""
+    if q.dtype == np.float32:
+        return q
+    return (q.astype(np.float32) - zero_point) * scale
