@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_edge.device.atomic import write_atomic
 from emotion_edge.device.contract import ModelContract, average_mirrors, labels_for, normalize, with_mirrors
 from emotion_edge.device.model.classifier import EmotionClassifier, tensor_quant
 from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
@@ -62,9 +63,7 @@ def _resolve_source(source: Path) -> tuple[Path, dict]:
 
 def _write_atomic(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    write_atomic(path, blob)
 
 
 def _interpreter_io(blob: bytes) -> tuple[TensorQuant, TensorQuant]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_edge.device.atomic import replacing
 from emotion_edge.device.contract import ModelContract, labels_for, normalize
 from emotion_edge.device.errors import UsageError
 from emotion_edge.training.fer2013 import load_fer2013
@@ -153,9 +154,8 @@ def _callbacks(run: Path, core_name: str, config: TrainConfig, state: dict):
 
 
 def _atomic_save(model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)  # a kill mid-save never destroys the last good file
+    with replacing(path, tmp=path.with_name(path.stem + ".tmp.keras")) as tmp:  # a kill mid-save keeps the last good file
+        model.save(tmp)
 
 
 def _prepare(split: Split, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

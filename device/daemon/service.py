@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import sdnotify
 
+from emotion_edge.device.atomic import write_atomic
+
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
@@ -100,9 +102,8 @@ class StatusFile:
         self._next = self._clock() + self.interval_s
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(status, default=str) + "\n")
-            tmp.chmod(0o644)  # the deploy user reads it over ssh; it holds nothing secret
-            os.replace(tmp, self.path)
+            # The deploy user reads it over ssh (0o644); it holds nothing secret.
+            write_atomic(self.path, json.dumps(status, default=str) + "\n", tmp=tmp, mode=0o644)
         except OSError as exc:
             # A missing folder is the normal case outside systemd (a demo run); anything else deserves a warning.
             level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING

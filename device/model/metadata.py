@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emotion_edge.device.atomic import write_atomic
 from emotion_edge.device.contract import ContractError, ModelContract
 
 FORMAT = "emotion-edge-model/1"
@@ -122,9 +123,7 @@ def load_metadata(model_path: Path) -> ModelMetadata:
 
 def save_metadata(model_path: Path, metadata: ModelMetadata) -> Path:
     path = sidecar_path(model_path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(metadata.to_dict(), indent=2) + "\n", tmp=path.with_suffix(".json.tmp"))
     return path
 
 
