@@ -94,18 +94,28 @@ def check_model(path: Path, data: str | None = None, sample: int = 500, seed: in
     return ModelPackage(path, classifier.sha256, path.read_bytes(), sidecar_path(path).read_bytes(), classifier.metadata)
 
 
-def _check_parity_sample(classifier: EmotionClassifier, data: str, sample: int, seed: int) -> None:
+def private_test_accuracy(classifier: EmotionClassifier, data: str, sample: int = 0, seed: int = 0) -> tuple[float, int]:
+    """(accuracy, faces): the model's accuracy on the data's PrivateTest, on all of it or, with `sample`, on that
+    many faces drawn with `seed`. The one measurement the deploy's parity sample and retrain's baseline share."""
     from emotion_edge.training.fer2013 import load_fer2013
     from emotion_edge.training.splits import make_splits
 
-    recorded = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
     test = make_splits(load_fer2013(data), classifier.labels)["test"]
-    pick = np.random.default_rng(seed).permutation(len(test))[:sample]
-    accuracy = float(np.mean(classifier.classify_many(test.images[pick]).argmax(1) == test.labels[pick]))
-    log.info("parity sample: %.2f%% on %d PrivateTest faces (recorded %s)", 100 * accuracy, len(pick),
+    if sample:
+        pick = np.random.default_rng(seed).permutation(len(test))[:sample]
+        images, labels = test.images[pick], test.labels[pick]
+    else:
+        images, labels = test.images, test.labels
+    return float(np.mean(classifier.classify_many(images).argmax(1) == labels)), len(labels)
+
+
+def _check_parity_sample(classifier: EmotionClassifier, data: str, sample: int, seed: int) -> None:
+    recorded = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
+    accuracy, faces = private_test_accuracy(classifier, data, sample, seed)
+    log.info("parity sample: %.2f%% on %d PrivateTest faces (recorded %s)", 100 * accuracy, faces,
              "none" if recorded is None else f"{100 * recorded:.2f}%")
-    if recorded is not None and accuracy < _sample_accuracy_floor(float(recorded), len(pick)):
-        raise DeployError(f"model check: {accuracy:.2%} on a {len(pick)}-face PrivateTest sample, but its contract "
+    if recorded is not None and accuracy < _sample_accuracy_floor(float(recorded), faces):
+        raise DeployError(f"model check: {accuracy:.2%} on a {faces}-face PrivateTest sample, but its contract "
                           f"records {recorded:.2%}; is this the model that was quantized, on this data?")
 
 
