@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, read_password
+from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, device_prefix, read_password
 from emotion_edge.device.mqtt.connection import BrokerConnection
 from emotion_edge.device.mqtt.listen import TOPIC_KINDS, Listener, Received, subscriptions
 
@@ -60,7 +60,7 @@ def connection_from_args(args: argparse.Namespace) -> BrokerConnection:
 
 def run_listen(args: argparse.Namespace) -> int:
     connection = connection_from_args(args)
-    prefix = args.prefix or f"emotion-edge/{args.device}"
+    prefix = args.prefix or device_prefix(args.device)
     kinds = tuple(args.only) if args.only else TOPIC_KINDS
     done = threading.Event()
     printed = 0

@@ -84,10 +84,6 @@ class ModelStore:
         except OSError as exc:
             raise StoreError(f"{self.link}: exists but is not a symlink ({exc.strerror}); move it away") from None
 
-    def current_sha(self) -> str | None:
-        target = self.current_target()
-        return Path(target).stem if target and SHA256.match(Path(target).stem) else None
-
     def current_metrics(self) -> dict[str, Any]:
         """The metrics in the current model's sidecar (retrain compares against them); {} when unknown."""
         target = self.current_target()

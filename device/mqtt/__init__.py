@@ -10,6 +10,7 @@ _EXPORTS = {
     "MqttTlsConfig": "config",
     "Topics": "config",
     "client_id_for": "config",
+    "device_prefix": "config",
     "read_password": "config",
     "BrokerConnection": "connection",
     "describe_refusal": "connection",

@@ -95,6 +95,11 @@ class MqttConfig:
             raise ValueError(f"field 'max_inflight' must be 1-1000, got {self.max_inflight}")
 
 
+def device_prefix(device_id: str) -> str:
+    """The topic prefix of a device whose [mqtt] topic_prefix is unset; `listen` passes `+` to follow every device."""
+    return f"emotion-edge/{device_id}"
+
+
 @dataclass(frozen=True)
 class Topics:
     """Every topic the device publishes or listens to, from one prefix."""
@@ -105,7 +110,7 @@ class Topics:
     def for_device(cls, device_id: str, topic_prefix: str = "") -> Topics:
         if not topic_prefix and (not device_id or _TOPIC_FORBIDDEN.search(device_id) or "/" in device_id):
             raise ValueError(f"device_id {device_id!r} cannot be a topic level: use letters, digits, - or _")
-        return cls(topic_prefix or f"emotion-edge/{device_id}")
+        return cls(topic_prefix or device_prefix(device_id))
 
     @property
     def availability(self) -> str:
