@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+# The product's version: `emotion-edge --version` prints it and Home Assistant discovery publishes it.
+__version__ = "0.1.0"
+
 
 def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     """A module `__getattr__` for `package`: `exports` maps each public name to the submodule that defines it."""

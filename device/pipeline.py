@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.contract import crop_face
 from emotion_edge.device.detection import FaceDetector
 from emotion_edge.device.geometry import Box
@@ -23,6 +22,19 @@ from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import IouTracker, TrackerConfig
 
 STAGES = ("capture", "detect", "classify", "publish")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detect_every: int = 1  # run the detector on every Nth frame, track in between
+    max_faces: int = 8
+    stats_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.max_faces < 1:
+            raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from emotion_edge.device.config.schema import ConfigError, build
 from emotion_edge.device.detection import DetectorConfig
 from emotion_edge.device.displays.config import DisplayConfig
 from emotion_edge.device.mqtt.config import MqttConfig
+from emotion_edge.device.pipeline import PipelineConfig
 from emotion_edge.device.smoothing import SmootherConfig
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.device.web.config import HttpConfig
@@ -43,19 +44,6 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 16:
             raise ValueError(f"field 'threads' must be 1-16, got {self.threads}")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    detect_every: int = 1  # run the detector on every Nth frame, track in between
-    max_faces: int = 8
-    stats_interval_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
-        if self.max_faces < 1:
-            raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
 
 
 @dataclass(frozen=True)

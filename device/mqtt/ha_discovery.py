@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from emotion_edge import __version__
+from emotion_edge.device import __version__
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, Topics
 
 # The event entity's event types: the emotion a face changed to, or that it left.
