@@ -1,4 +1,4 @@
-"""`emotion-edge analyze`: argument parsing for the device-side commands (no TensorFlow)."""
+"""`emotion-edge run` and `serve`: argument parsing for the daemon commands (no TensorFlow); `daemon.app` builds the rest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the daemon tells the outside world about itself: systemd notifications, the status file, model reloads.
+"""What the daemon tells the outside world about itself: systemd notifications and the status file.
 
 - `ServiceNotifier` speaks sd_notify: READY=1 once the model is loaded and the
   camera delivered a frame, WATCHDOG=1 from the processing loop itself (so a
@@ -7,7 +7,7 @@
 - `StatusFile` is the daemon's own report for the deploy tool: which model it is
   running, whether frames are flowing and why the last reload was refused,
   written atomically so a reader never sees half a file.
-- `load_replacement` validates a new model before the daemon lets go of the old one.
+  (`model.reload.load_replacement` validates a new model before the daemon lets go of the old one.)
 """
 
 from __future__ import annotations

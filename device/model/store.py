@@ -1,4 +1,4 @@
-"""The device's model folder: content-addressed models, an atomically flipped `current` link, and health.
+"""The device's model folder: content-addressed models and an atomically flipped `current` link (health: health.py).
 
 Layout (the folder is the parent of the config's [model] path; the link is its name):
 

@@ -1,6 +1,6 @@
 """The `[mqtt]` config section, its topics, and the broker password (read from a file or the environment, never kept in config).
 
-The password is deliberately not a config field (see credentials.py): only where
+The password is deliberately not a config field (see config/secrets.py): only where
 to find it is configured (`password_file` or `password_env`).
 """
 

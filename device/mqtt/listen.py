@@ -1,8 +1,9 @@
-"""`emotion-edge listen`: subscribe to a device's topics and print every message as one JSON line.
+"""The listener behind `emotion-edge listen` (its argparse: commands/listen.py): subscribe to a device's topics,
+print every message as one JSON line.
 
 For people checking a device ("is it publishing? what?"), for scripts (`| jq`)
 and for the tests, which subscribe through the same `Listener` a user runs.
-It connects the way the daemon does (mqtt_connection.py), so TLS and password
+It connects the way the daemon does (mqtt/connection.py), so TLS and password
 settings that work here work for the daemon too.
 """
 
