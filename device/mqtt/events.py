@@ -125,29 +125,29 @@ class EventBuilder:
     def observe(self, reading: FrameReading) -> list[EmotionEvent]:
         # Wall time of the capture: now, minus how long ago the frame was captured on the monotonic clock.
         wall = self._wall_clock() - (self._monotonic_clock() - reading.timestamp)
-        event = _Stamp(reading.frame_index, reading.timestamp, wall)
+        stamp = _Stamp(reading.frame_index, reading.timestamp, wall)
         self._last_frame = reading.frame_index
         events: list[EmotionEvent] = []
         for track_id in reading.ended_tracks:
-            events += self._end(track_id, event, "left")
+            events += self._end(track_id, stamp, "left")
         for face in reading.faces:
             state = FaceState.from_face(face, self.labels)
             track = self._tracks.get(face.track_id)
             if track is None:
                 self._tracks[face.track_id] = _Track(reading.timestamp, state, reading.timestamp, state)
-                events.append(event.make("new", "appeared", face.track_id, 0.0, None, state))
+                events.append(stamp.make("new", "appeared", face.track_id, 0.0, None, state))
                 continue
             track.latest = state
             due = self._due_update(track, reading.timestamp)
             if due is not None:
-                events.append(self._publish(face.track_id, track, event, due))
+                events.append(self._update(face.track_id, track, stamp, due))
         return events
 
     def finish(self) -> list[EmotionEvent]:
         """`end` events for every open track, for a clean shutdown: subscribers see the room empty, not frozen."""
         now = self._monotonic_clock()
-        event = _Stamp(self._last_frame, now, self._wall_clock())
-        return [e for track_id in self.open_tracks for e in self._end(track_id, event, "shutdown")]
+        stamp = _Stamp(self._last_frame, now, self._wall_clock())
+        return [e for track_id in self.open_tracks for e in self._end(track_id, stamp, "shutdown")]
 
     def _due_update(self, track: _Track, now: float) -> EventReason | None:
         waited = now - track.published_at
@@ -157,19 +157,20 @@ class EventBuilder:
             return "refresh"
         return None
 
-    def _publish(self, track_id: int, track: _Track, event: _Stamp, reason: EventReason) -> EmotionEvent:
-        out = event.make("update", reason, track_id, event.monotonic - track.started, track.published, track.latest)
-        track.published, track.published_at = track.latest, event.monotonic
+    def _update(self, track_id: int, track: _Track, stamp: _Stamp, reason: EventReason) -> EmotionEvent:
+        """The `update` event for a track's latest state, which from now on counts as published."""
+        out = stamp.make("update", reason, track_id, stamp.monotonic - track.started, track.published, track.latest)
+        track.published, track.published_at = track.latest, stamp.monotonic
         return out
 
-    def _end(self, track_id: int, event: _Stamp, reason: EventReason) -> list[EmotionEvent]:
+    def _end(self, track_id: int, stamp: _Stamp, reason: EventReason) -> list[EmotionEvent]:
         track = self._tracks.pop(track_id, None)
         if track is None:
             return []
         events = []
         if track.latest.emotion != track.published.emotion:  # a change still held by min_interval_s
-            events.append(self._publish(track_id, track, event, "emotion_changed"))
-        events.append(event.make("end", reason, track_id, event.monotonic - track.started, track.published, None))
+            events.append(self._update(track_id, track, stamp, "emotion_changed"))
+        events.append(stamp.make("end", reason, track_id, stamp.monotonic - track.started, track.published, None))
         return events
 
 
