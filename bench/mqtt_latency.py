@@ -35,8 +35,8 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port  # noqa: E402
-from mosquitto import Mosquitto  # noqa: E402
+from helpers.mosquitto import Mosquitto  # noqa: E402
+from helpers.peers import free_port  # noqa: E402
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig  # noqa: E402
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon  # noqa: E402

@@ -6,7 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import require_module
+from helpers.peers import require_module
 
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.detection import DetectorConfig, make_detector

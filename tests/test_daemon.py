@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_module
+from helpers.peers import require_module
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import build_daemon

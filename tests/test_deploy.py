@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import accepts, free_port, require_binary, wait_until
-from model_variants import padded_model
+from helpers.model_variants import padded_model
+from helpers.peers import accepts, free_port, require_binary, wait_until
 
 from emotion_edge.device.daemon.service import read_status
 from emotion_edge.device.model.metadata import file_sha256, packaged_model_path

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import require_module
+from helpers.peers import require_module
 
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import require_module
-from golden import check_golden, save_doc
-from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
+from helpers.golden import check_golden, save_doc
+from helpers.live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
+from helpers.peers import require_module
 from PIL import Image
 from test_sources import FakePicamera2
 

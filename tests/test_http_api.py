@@ -14,8 +14,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port, require_module
-from webserver import api_config, encode, faces_scene, openapi_schema, serving
+from helpers.peers import free_port, require_module
+from helpers.webserver import api_config, encode, faces_scene, openapi_schema, serving
 
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.config.schema import ConfigError

@@ -5,8 +5,8 @@ values, path segments) and checks status codes, content types, headers and bodie
 """
 
 import pytest
-from conftest import require_module
-from webserver import api_config, openapi_schema, serving
+from helpers.peers import require_module
+from helpers.webserver import api_config, openapi_schema, serving
 
 from emotion_edge.device.contract import EMOTIONS
 from emotion_edge.device.daemon.live import LiveState

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
+from helpers.peers import require_binary
 
 REPO = Path(__file__).parent.parent
 UNIT = REPO / "systemd" / "emotion-edge.service"

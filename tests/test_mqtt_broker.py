@@ -21,9 +21,9 @@ from typing import Callable
 
 import paho.mqtt.publish as paho_publish
 import pytest
-from conftest import free_port, require_binary, require_module, wait_until
-from mosquitto import Mosquitto, make_test_pki
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+from helpers.mosquitto import Mosquitto, make_test_pki
+from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+from helpers.peers import free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon

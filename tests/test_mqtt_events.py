@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import require_module
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator
+from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator
+from helpers.peers import require_module
 
 from emotion_edge.device.config import parse_config
 from emotion_edge.device.config.schema import ConfigError

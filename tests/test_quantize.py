@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.device.contract import ContractError
 from emotion_edge.device.model.classifier import EmotionClassifier, ModelError

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from model_variants import padded_model
+from helpers.model_variants import padded_model
 
 from emotion_edge.device.config.schema import ConfigError
 from emotion_edge.device.model.metadata import packaged_model_path

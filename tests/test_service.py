@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import wait_until
-from model_variants import padded_model
+from helpers.model_variants import padded_model
+from helpers.peers import wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
 from emotion_edge.device.daemon.app import build_daemon

@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import free_port, require_binary, require_module, wait_until
-from mosquitto import Mosquitto
-from webserver import head
+from helpers.mosquitto import Mosquitto
+from helpers.peers import free_port, require_binary, require_module, wait_until
+from helpers.webserver import head
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS

@@ -2,7 +2,7 @@ import csv
 import json
 
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.main import main
 from emotion_edge.training.train import TrainConfig, class_weights, train

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import accepts
+from helpers.peers import accepts
 
 START_TIMEOUT_S = 10.0
 

@@ -6,13 +6,13 @@ import json
 
 import cv2
 import numpy as np
-from conftest import free_port
 
 from emotion_edge.device.config import DaemonConfig, ModelConfig
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.app import openapi_document
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.server import HttpServer, build_server
+from helpers.peers import free_port
 
 
 def api_config(**http) -> DaemonConfig:

@@ -13,7 +13,7 @@ from emotion_edge.device.geometry import Box
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 from emotion_edge.device.smoothing import SmoothedState
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "device" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent.parent.parent / "device" / "schemas"
 LABELS = tuple(EMOTIONS)
 MODEL_SHA = "ab" * 32
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GOLDEN = Path(__file__).parent / "golden"
-DOCS = Path(__file__).parent.parent / "docs" / "displays"
+GOLDEN = Path(__file__).parent.parent / "golden"
+DOCS = Path(__file__).parent.parent.parent / "docs" / "displays"
 REGENERATE = "regenerate with: UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_overlay.py tests/test_displays.py"
 
 
