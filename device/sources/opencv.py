@@ -39,7 +39,9 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def _uri_kind(uri: str | int) -> Literal["webcam", "stream", "file"]:
+def uri_kind(uri: str | int) -> Literal["webcam", "stream", "file"]:
+    """What OpenCV would open: a webcam (an index or /dev/videoN), a network stream (a streaming URL scheme) or
+    a file; `open_source` and `OpenCVSource` both decide by this one rule."""
     if isinstance(uri, int) or uri.strip().isdigit() or uri.startswith("/dev/video"):
         return "webcam"
     if urlsplit(uri).scheme.lower() in STREAM_SCHEMES:
@@ -151,7 +153,7 @@ class OpenCVSource(SourceBase):
         if fourcc is not None and len(fourcc) != 4:
             raise ValueError(f"fourcc must be 4 characters like 'MJPG', got {fourcc!r}")
         self.uri = uri
-        self.kind = _uri_kind(uri)
+        self.kind = uri_kind(uri)
         self.name = f"webcam:{uri}" if isinstance(uri, int) else redact_uri(uri)
         self.width, self.height, self.fps = width, height, fps
         self.loop = loop

@@ -11,12 +11,11 @@ from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.sources.frames import (
     IMAGE_SUFFIXES,
     PICAMERA_SPECS,
-    STREAM_SCHEMES,
     VIDEO_SUFFIXES,
     FrameSource,
 )
 from emotion_edge.device.sources.images import ImageSource
-from emotion_edge.device.sources.opencv import OpenCVSource, redact_uri
+from emotion_edge.device.sources.opencv import OpenCVSource, redact_uri, uri_kind
 from emotion_edge.device.sources.picamera import (
     CameraPreview,
     PiCameraConfig,
@@ -65,14 +64,15 @@ def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSou
     text = spec.strip()
     if text.lower() in PICAMERA_SPECS:
         return _picamera_source(options)
-    if text.isdigit() or text.startswith("/dev/video"):
+    kind = uri_kind(text)
+    if kind == "webcam":
         # Device nodes are not checked for existence: a webcam may be plugged in later,
         # and ReopeningSource retries until it appears.
         return _opencv_source(text, options)
-    scheme = urlsplit(text).scheme.lower()
     if "://" in text:
-        if scheme in STREAM_SCHEMES:
+        if kind == "stream":
             return _opencv_source(text, options)
+        scheme = urlsplit(text).scheme.lower()
         raise SourceSpecError(f"unsupported URL scheme {scheme!r} in {redact_uri(text)!r}; accepted: {ACCEPTED_SPECS}")
     path = Path(text).expanduser()
     if path.is_dir():
