@@ -119,6 +119,13 @@ class FacePipeline:
         self._smoothers: dict[int, EmotionSmoother] = {}
         self._frames_seen = 0
 
+    def use_classifier(self, classifier: EmotionClassifier) -> None:
+        """Classify with `classifier` from the next frame on (a hot reload); its labels must be the running ones,
+        which the smoothers' state was built for (`model.reload.load_replacement` checks that)."""
+        if classifier.labels != self.classifier.labels:
+            raise ValueError(f"use_classifier: labels {classifier.labels} differ from {self.classifier.labels}")
+        self.classifier = classifier
+
     def _boxes(self, frame: Frame) -> tuple[dict[int, Box], set[int], tuple[int, ...], bool]:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
         detect = self._frames_seen % self.config.detect_every == 0

@@ -180,7 +180,7 @@ class Daemon:
             ok = False
         else:
             old, self.classifier = self.classifier.sha256, classifier
-            self.pipeline.classifier = classifier
+            self.pipeline.use_classifier(classifier)
             self.reload_error = None
             self.model_loaded_at = time.time()
             log.info("reloaded model %s (was %s)", classifier.sha256[:12], old[:12],
