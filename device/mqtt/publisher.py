@@ -186,11 +186,18 @@ class MqttPublisher:
         events = self.builder.observe(reading)
         if events:
             self._inbox.put(_Events(events, self.model_sha256()))
-        room = room_state(reading, self.labels)
+        room = self._room_of(reading)
         key = (room.faces, room.dominant, tuple(room.counts.values()))
         if key != self._room_key:
             self._room_key = key
             self._inbox.put(_Room(room))
+
+    def _room_of(self, reading: FrameReading) -> RoomState:
+        """`reading`'s room state: the live state's (updated before the handlers run), else computed here."""
+        snapshot = self._live.snapshot() if self._live is not None else None
+        if snapshot is not None and snapshot.reading is reading and snapshot.room is not None:
+            return snapshot.room
+        return room_state(reading, self.labels)
 
     def stats(self) -> dict[str, Any]:
         """A stats provider for the camera loop: the MQTT link and the spool."""
