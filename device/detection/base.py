@@ -42,8 +42,8 @@ class Detection:
 class FaceDetector(Protocol):
     prefers_color: bool  # give detect() the BGR frame rather than the gray one
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in a 2-D uint8 gray frame (or a BGR frame), best first, boxes in its pixels."""
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a 2-D uint8 gray frame or a BGR frame, best first, boxes in its pixels."""
         ...
 
 

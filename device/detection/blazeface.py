@@ -196,13 +196,13 @@ class BlazeFaceDetector:
         window[...] = (resized * np.float32(2.0 / 255.0) - 1.0).reshape(new_h, new_w, -1)
         return float(pad_x), float(pad_y), new_w / width, new_h / height
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a gray frame; a BGR(A) colour frame is also taken and its colour used.
 
         BlazeFace was trained on colour: on gray input (replicated to RGB) its
         scores are generally lower, so pass the colour frame when there is one.
         """
-        image = _model_image(gray)
+        image = _model_image(image)
         if image.size == 0:
             return []
         pad_x, pad_y, scale_x, scale_y = self._letterbox(image)

@@ -61,10 +61,11 @@ class HaarDetector:
         rects = np.asarray(self._cascade.detectMultiScale(gray, **kwargs), np.float64).reshape(-1, 4)
         return rects, np.ones(len(rects))
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a gray frame; a BGR frame is converted to gray first (the cascade works on gray)."""
         import cv2
 
-        gray = _as_gray(gray)
+        gray = _as_gray(image)
         if gray.size == 0:
             return []
         rects, scores = self._raw_detect(cv2.equalizeHist(gray))
