@@ -9,6 +9,9 @@ from pathlib import Path
 
 from emotion_edge.training.train import TrainConfig
 
+# The architectures' names without importing Keras (the CLI must start fast); models.py checks they match.
+ARCHITECTURE_NAMES = ("edge-vgg", "edge-vgg-m", "edge-vgg-l", "seed-model2", "seed-cnn")
+
 
 def use_fast_cpu_kernels() -> None:
     """oneDNN convolutions train FER nets ~2x faster on x86 CPUs; must be set before TensorFlow loads."""
@@ -24,7 +27,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a network on FER2013 into a resumable run folder with reports.")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
     p.add_argument("--run-dir", required=True, type=Path, help="run folder (created; reused with --resume)")
-    p.add_argument("--arch", default=_DEFAULTS["arch"], choices=["edge-vgg", "seed-model2", "seed-cnn"])
+    p.add_argument("--arch", default=_DEFAULTS["arch"], choices=list(ARCHITECTURE_NAMES))
     p.add_argument("--classes", default="", help="comma-separated subset, e.g. angry,happy,sad,surprise,neutral")
     p.add_argument("--protocol", default=_DEFAULTS["protocol"], choices=["official", "stratified"],
                    help="official Training/PublicTest/PrivateTest, or the seed paper's stratified 80:10:10")
@@ -32,6 +35,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
     p.add_argument("--learning-rate", type=float, default=_DEFAULTS["learning_rate"])
     p.add_argument("--label-smoothing", type=float, default=_DEFAULTS["label_smoothing"])
+    p.add_argument("--optimizer", default=_DEFAULTS["optimizer"], choices=["adamw", "sgd"],
+                   help="AdamW, or SGD with Nesterov momentum (both with decoupled weight decay)")
+    p.add_argument("--momentum", type=float, default=_DEFAULTS["momentum"], help="SGD momentum")
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"])
+    p.add_argument("--warmup-epochs", type=int, default=_DEFAULTS["warmup_epochs"],
+                   help="linear learning-rate warm-up before the cosine decay")
+    p.add_argument("--precision", default=_DEFAULTS["precision"], choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else fp32")
     p.add_argument("--class-weight", default=_DEFAULTS["class_weight"], choices=["none", "sqrt", "balanced"])
     p.add_argument("--patience", type=int, default=_DEFAULTS["patience"], help="early-stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
@@ -52,6 +63,8 @@ def _run_train(args: argparse.Namespace) -> int:
         classes=[c for c in args.classes.split(",") if c.strip()], protocol=args.protocol,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         label_smoothing=args.label_smoothing, class_weight=args.class_weight, patience=args.patience,
+        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, precision=args.precision,
         seed=args.seed, augment=not args.no_augment, tta=not args.no_tta, skip_bad=args.skip_bad, limit=args.limit,
     )
     metrics = train(config, resume=args.resume)

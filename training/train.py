@@ -4,7 +4,7 @@ Run folder:
   config.json            the TrainConfig used
   history.csv            per-epoch loss/accuracy (Keras CSVLogger), appended on resume
   model.keras            best inference model on the validation split (no augmentation layers)
-  checkpoint.keras       last epoch's training model with optimizer state, for --resume
+  checkpoint.keras       last epoch's model with optimizer state (in the training precision), for --resume
   state.json             epochs done, best validation accuracy, early-stopping patience used
   curves.png, confusion_matrix.png, classification_report.{txt,json}, metrics.json
 """
@@ -28,9 +28,6 @@ from emotion_edge.training.splits import Split, make_splits
 
 log = logging.getLogger(__name__)
 
-CORE_NAME = "core"
-
-
 @dataclass
 class TrainConfig:
     data: str
@@ -51,6 +48,9 @@ class TrainConfig:
     skip_bad: bool = False
     tta: bool = True
     limit: int = 0  # use only the first N training faces (smoke runs); 0 = all
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum, decoupled weight decay)
+    momentum: float = 0.9
+    precision: str = "auto"  # auto (bf16 where the CPU has it natively) | bf16 | fp32
 
     def contract(self) -> ModelContract:
         return ModelContract(labels=labels_for(self.classes))
@@ -74,32 +74,6 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, 
     return {k: float(w) for k, w in enumerate(inverse)}
 
 
-def augmenter(seed: int):
-    """Random flips, shifts, rotations, zooms, brightness and erasing, as Keras layers so they run on any backend."""
-    import keras
-    from keras import layers
-
-    steps = [
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
-        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 2),
-        layers.RandomZoom((-0.1, 0.1), fill_mode="nearest", seed=seed + 3),
-        layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 4),
-        layers.RandomContrast(0.2, value_range=(0.0, 1.0), seed=seed + 5),
-    ]
-    if hasattr(layers, "RandomErasing"):
-        steps.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), value_range=(0.0, 1.0), seed=seed + 6))
-    return keras.Sequential(steps, name="augment")
-
-
-def _training_model(core, contract: ModelContract, augment: bool, seed: int):
-    import keras
-
-    inputs = keras.Input(contract.input_shape, name="face")
-    x = augmenter(seed)(inputs) if augment else inputs
-    return keras.Model(inputs, core(x), name="trainer")
-
-
 def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
     import keras
 
@@ -114,18 +88,51 @@ def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
     )
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    schedule = _lr_schedule(config, steps_per_epoch)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+
+
 def _compile(model, config: TrainConfig, steps_per_epoch: int) -> None:
     import keras
 
     model.compile(
-        optimizer=keras.optimizers.AdamW(_lr_schedule(config, steps_per_epoch), weight_decay=config.weight_decay),
+        optimizer=_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        jit_compile="auto",  # XLA where the graph allows (JAX always); TF falls back when augmenting
+        jit_compile=False,  # XLA was the slowest option for these nets on a CPU (training/EXPERIMENTS.md)
     )
 
 
-def _callbacks(run: Path, core_name: str, config: TrainConfig, state: dict):
+def _float32_copy(model, config: TrainConfig):
+    """The inference model in float32: a bf16-trained net keeps float32 weights, but its layers carry the
+    mixed policy, which the int8 converter and the device's contract must not see."""
+    import keras
+
+    from emotion_edge.training.models import build_model
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = build_model(config.arch, config.contract())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _callbacks(run: Path, config: TrainConfig, state: dict):
     """Keras callbacks: best-model export, resumable checkpoint, early stopping, CSV history."""
     import keras
 
@@ -134,7 +141,7 @@ def _callbacks(run: Path, core_name: str, config: TrainConfig, state: dict):
             accuracy = float((logs or {}).get("val_accuracy", 0.0))
             if accuracy > state["best_val_accuracy"]:
                 state.update(best_val_accuracy=accuracy, best_epoch=epoch + 1, wait=0)
-                _atomic_save(self.model.get_layer(core_name), run / "model.keras")
+                _atomic_save(_float32_copy(self.model, config), run / "model.keras")
             else:
                 state["wait"] += 1
             state["epochs_done"] = epoch + 1
@@ -163,9 +170,21 @@ def _prepare(split: Split, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Train (or resume) and write every report; returns metrics.json's content."""
+    """Train (or resume) and write every report; returns metrics.json's content. Keras' global dtype policy is
+    the training precision's while this runs, and the caller's again after."""
     import keras
 
+    previous = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, resume)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _train(config: TrainConfig, resume: bool) -> dict:
+    import keras
+
+    from emotion_edge.training.fastpath import set_precision, training_dataset
     from emotion_edge.training.models import build_model
 
     run = Path(config.run_dir)
@@ -177,6 +196,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "config.json", asdict(config))
     keras.utils.set_random_seed(config.seed)
+    set_precision(config.precision)  # before any layer is built or loaded
 
     contract = config.contract()
     data = load_fer2013(config.data, skip_bad=config.skip_bad)
@@ -194,21 +214,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
         log.info("resuming after epoch %d", state["epochs_done"])
     else:
         state = {"epochs_done": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0}
-        core = build_model(config.arch, contract)
-        core.name = CORE_NAME
-        model = _training_model(core, contract, config.augment, config.seed)
+        model = build_model(config.arch, contract)
         _compile(model, config, steps_per_epoch)
 
     if state["epochs_done"] < config.epochs and state["wait"] < config.patience:
+        # Seeded per resumed epoch, so a resumed run does not replay the first epochs' shuffles and crops.
         model.fit(
-            x_train, y_train,
+            training_dataset(x_train, y_train, config.batch_size, config.seed + state["epochs_done"], config.augment),
             validation_data=(x_val, y_val),
             epochs=config.epochs,
             initial_epoch=state["epochs_done"],
-            batch_size=config.batch_size,
             class_weight=class_weights(train_split.labels, contract.num_classes, config.class_weight),
-            callbacks=_callbacks(run, CORE_NAME, config, state),
-            shuffle=True,
+            callbacks=_callbacks(run, config, state),
+            shuffle=False,  # the dataset shuffles itself, every epoch
             verbose=2 if not os.isatty(1) else 1,
         )
     return write_run_reports(run, config, splits["val"], contract)
