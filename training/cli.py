@@ -7,6 +7,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from emotion_edge.device.errors import UsageError
 from emotion_edge.training.train import TrainConfig
 
 # The architectures' names without importing Keras (the CLI must start fast); models.py checks they match.
@@ -24,7 +25,8 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.de
 
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network on FER2013 (workstation)",
-                       description="Train a network on FER2013 into a resumable run folder with reports.")
+                       description="Train a network on FER2013 into a resumable run folder with reports.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
     p.add_argument("--run-dir", required=True, type=Path, help="run folder (created; reused with --resume)")
     p.add_argument("--arch", default=_DEFAULTS["arch"], choices=list(ARCHITECTURE_NAMES))
@@ -51,6 +53,17 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records instead of stopping")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    d = p.add_argument_group("distillation", "soft targets from teacher outputs (`emotion-edge teacher-outputs`)")
+    d.add_argument("--teacher", action="append", default=[], metavar="FILE.npz",
+                   help="teacher-outputs file; repeat to distil from the average of several (an ensemble)")
+    d.add_argument("--distill-alpha", type=float, default=_DEFAULTS["distill_alpha"],
+                   help="weight of the teacher's soft targets; 1 - alpha goes to the smoothed labels")
+    d.add_argument("--distill-temperature", type=float, default=_DEFAULTS["distill_temperature"],
+                   help="softening temperature T (the soft-target loss is scaled by T^2)")
+    d.add_argument("--ferplus-votes", default="", metavar="CSV",
+                   help="FER+ votes (ferplus-votes.csv) as an auxiliary soft target; contempt/unknown/NF dropped")
+    d.add_argument("--ferplus-weight", type=float, default=_DEFAULTS["ferplus_weight"],
+                   help="weight of the FER+ auxiliary loss (0: off)")
     p.set_defaults(handler=_run_train)
 
 
@@ -66,11 +79,47 @@ def _run_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs, precision=args.precision,
         seed=args.seed, augment=not args.no_augment, tta=not args.no_tta, skip_bad=args.skip_bad, limit=args.limit,
+        teachers=[str(Path(t)) for t in args.teacher], distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature, ferplus_votes=args.ferplus_votes,
+        ferplus_weight=args.ferplus_weight,
     )
+    if not 0.0 <= config.distill_alpha <= 1.0 or config.distill_temperature <= 0:
+        raise UsageError(f"--distill-alpha {config.distill_alpha} must be in 0-1 and --distill-temperature "
+                         f"{config.distill_temperature} above 0")
     metrics = train(config, resume=args.resume)
     val = metrics["val"]
     print(f"{args.run_dir}: validation accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"(best epoch {metrics['best_epoch']} of {metrics['epochs_done']})")
+    return 0
+
+
+def add_teacher_outputs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teacher-outputs", help="save a trained teacher's soft outputs for distillation",
+                       description="Run a trained model over every Training and PublicTest face (never PrivateTest), "
+                                   "flip-averaged and optionally over augmented views, and save the averaged "
+                                   "probabilities compactly (float16 log-probabilities, compressed .npz keyed by "
+                                   "FER2013 row and the CSV's sha256 and size). The file holds no images or labels. "
+                                   "Use it with `emotion-edge train --teacher FILE.npz`.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("model", help="teacher: run folder, .keras file or .tflite file")
+    p.add_argument("--data", required=True, help="the FER2013 CSV (.csv/.csv.gz) the student will train on")
+    p.add_argument("--out", required=True, type=Path, help="output .npz, e.g. runs/teachers/vgg-l.npz")
+    p.add_argument("--views", type=int, default=0, help="augmented views per face averaged in (each flip-averaged)")
+    p.add_argument("--view-strength", type=float, default=0.5, help="augmentation strength of those views (0-1)")
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="seed of the augmented views")
+    p.set_defaults(handler=_run_teacher_outputs)
+
+
+def _run_teacher_outputs(args: argparse.Namespace) -> int:
+    use_fast_cpu_kernels()
+    from emotion_edge.training.distill import compute_teacher_outputs, save_teacher_outputs
+
+    if args.views < 0:
+        raise UsageError(f"--views {args.views}: must be 0 or more")
+    outputs = compute_teacher_outputs(args.model, args.data, args.views, args.seed, args.view_strength)
+    path = save_teacher_outputs(args.out, outputs)
+    print(f"{path}: {len(outputs.rows)} faces x {len(outputs.labels)} classes from {outputs.source}, "
+          f"{path.stat().st_size / 1e6:.2f} MB; data {outputs.data.short()}")
     return 0
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_edge.device.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -32,7 +34,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def resolve_precision(precision: str) -> str:
     """'auto' becomes 'bf16' on a CPU with native bf16, else 'fp32'."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if cpu_has_native_bf16() else "fp32"
     return precision
@@ -93,14 +95,19 @@ def augment_batch(images, seed_pair, strength: float = 1.0):
     return tf.where(inside[..., None], noise, out)
 
 
-def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: bool):
-    """Shuffled, batched, augmented on the fly (one seed per batch, derived from `seed`), prefetched."""
+def training_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: bool,
+                     sample_weight: np.ndarray | None = None):
+    """Shuffled, batched, augmented on the fly (one seed per batch, derived from `seed`), prefetched.
+
+    `y` may be wide (a distillation target per face) and `sample_weight` per face: both travel with their face
+    through the shuffle."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    arrays = (x, y) if sample_weight is None else (x, y, sample_weight)
+    data = tf.data.Dataset.from_tensor_slices(arrays).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size)
     if augment:
         counter = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(lambda v: tf.stack([v, v // 7 + 1]))
         data = tf.data.Dataset.zip((data, counter)).map(
-            lambda batch, s: (augment_batch(batch[0], s), batch[1]), num_parallel_calls=tf.data.AUTOTUNE)
+            lambda batch, s: (augment_batch(batch[0], s), *batch[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     return data.prefetch(tf.data.AUTOTUNE)

@@ -51,6 +51,15 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum, decoupled weight decay)
     momentum: float = 0.9
     precision: str = "auto"  # auto (bf16 where the CPU has it natively) | bf16 | fp32
+    teachers: list[str] = field(default_factory=list)  # teacher-outputs .npz files, averaged (distillation)
+    distill_alpha: float = 0.5  # weight of the teacher's soft targets; 1 - alpha on the (smoothed) labels
+    distill_temperature: float = 4.0
+    ferplus_votes: str = ""  # FER+ votes CSV: an auxiliary soft target (empty: none)
+    ferplus_weight: float = 0.0
+
+    @property
+    def distilling(self) -> bool:
+        return bool(self.teachers) or bool(self.ferplus_votes and self.ferplus_weight)
 
     def contract(self) -> ModelContract:
         return ModelContract(labels=labels_for(self.classes))
@@ -105,10 +114,19 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
 def _compile(model, config: TrainConfig, steps_per_epoch: int) -> None:
     import keras
 
+    if config.distilling:
+        from emotion_edge.training.distill import accuracy_metric, distillation_loss
+
+        loss = distillation_loss(config.distill_alpha if config.teachers else 0.0, config.distill_temperature,
+                                 config.label_smoothing, config.ferplus_weight if config.ferplus_votes else 0.0)
+        metrics = [accuracy_metric()]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        metrics = ["accuracy"]
     model.compile(
         optimizer=_optimizer(config, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        loss=loss,
+        metrics=metrics,
         jit_compile=False,  # XLA was the slowest option for these nets on a CPU (training/EXPERIMENTS.md)
     )
 
@@ -206,10 +224,20 @@ def _train(config: TrainConfig, resume: bool) -> dict:
         train_split = Split(train_split.images[: config.limit], train_split.labels[: config.limit])
     x_train, y_train = _prepare(train_split, contract.num_classes)
     x_val, y_val = _prepare(splits["val"], contract.num_classes)
+    sample_weight = None
+    if config.distilling:
+        # Wide targets carry the teacher's outputs with each face; class weights become sample weights,
+        # since Keras would read a class from the wide row's argmax.
+        y_train, y_val = _distill_targets(config, data, contract, y_train, y_val)
+        weights = class_weights(train_split.labels, contract.num_classes, config.class_weight)
+        if weights is not None:
+            sample_weight = np.asarray([weights[k] for k in train_split.labels], dtype=np.float32)
     steps_per_epoch = int(np.ceil(len(x_train) / config.batch_size))
 
     if resuming:
         state = json.loads(state_path.read_text())
+        if config.distilling:
+            import emotion_edge.training.distill  # noqa: F401  registers the loss and metric the checkpoint names
         model = keras.models.load_model(run / "checkpoint.keras")
         log.info("resuming after epoch %d", state["epochs_done"])
     else:
@@ -220,16 +248,58 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     if state["epochs_done"] < config.epochs and state["wait"] < config.patience:
         # Seeded per resumed epoch, so a resumed run does not replay the first epochs' shuffles and crops.
         model.fit(
-            training_dataset(x_train, y_train, config.batch_size, config.seed + state["epochs_done"], config.augment),
+            training_dataset(x_train, y_train, config.batch_size, config.seed + state["epochs_done"], config.augment,
+                             sample_weight),
             validation_data=(x_val, y_val),
             epochs=config.epochs,
             initial_epoch=state["epochs_done"],
-            class_weight=class_weights(train_split.labels, contract.num_classes, config.class_weight),
+            class_weight=None if config.distilling else class_weights(train_split.labels, contract.num_classes,
+                                                                      config.class_weight),
             callbacks=_callbacks(run, config, state),
             shuffle=False,  # the dataset shuffles itself, every epoch
             verbose=2 if not os.isatty(1) else 1,
         )
     return write_run_reports(run, config, splits["val"], contract)
+
+
+def _distill_targets(config: TrainConfig, data, contract: ModelContract, y_train: np.ndarray,
+                     y_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The wide targets of `training.distill` for the official Training (after --limit) and PublicTest faces."""
+    from emotion_edge.training.distill import (
+        TeacherError,
+        average_teachers,
+        data_identity,
+        load_ferplus_votes,
+        load_teacher_outputs,
+        official_rows,
+        select_labels,
+        wide_targets,
+    )
+
+    if config.protocol != "official" or data.skipped or not Path(config.data).is_file():
+        raise TeacherError("distillation needs the official protocol on a complete FER2013 CSV (teacher outputs "
+                           "and FER+ votes are keyed by CSV row); drop --protocol stratified, --skip-bad or folders")
+    rows = {"train": official_rows(data.splits, data.labels, contract.labels, "train"),
+            "val": official_rows(data.splits, data.labels, contract.labels, "val")}
+    rows["train"] = rows["train"][: len(y_train)]
+    if len(rows["val"]) != len(y_val) or len(rows["train"]) != len(y_train):
+        raise TeacherError(f"{config.data}: the official splits hold {len(rows['train'])}/{len(rows['val'])} faces, "
+                           f"the loaded ones {len(y_train)}/{len(y_val)}; report this as a bug")
+    teacher = {name: None for name in rows}
+    if config.teachers:
+        identity = data_identity(config.data)
+        outputs = average_teachers([load_teacher_outputs(path, identity) for path in config.teachers])
+        log.info("distilling from %s (alpha %.2f, T %.1f)", outputs.source, config.distill_alpha,
+                 config.distill_temperature)
+        teacher = {name: select_labels(outputs.for_rows(r, name), outputs.labels, contract.labels)
+                   for name, r in rows.items()}
+    votes = mask = None
+    if config.ferplus_votes and config.ferplus_weight:
+        votes, mask = load_ferplus_votes(config.ferplus_votes, contract.labels, len(data))
+    y = {"train": y_train, "val": y_val}
+    wide = {name: wide_targets(y[name], teacher[name], None if votes is None else votes[r],
+                               None if mask is None else mask[r]) for name, r in rows.items()}
+    return wide["train"], wide["val"]
 
 
 def write_run_reports(run: Path, config: TrainConfig, val: Split, contract: ModelContract) -> dict:
