@@ -68,6 +68,7 @@ class ImagePolicy:
 
     formats: frozenset[str] | None = None  # None: any format OpenCV decodes
     max_pixels: int | None = None  # None: no limit
+    raise_limit: str = "raise [http] max_pixels in the config"  # how the user of this policy raises max_pixels
 
     @property
     def inspects(self) -> bool:
@@ -81,14 +82,17 @@ class ImageHeader:
     height: int
 
 
-def inspect_image(data: bytes, name: str, policy: ImagePolicy) -> ImageHeader:
+def inspect_image(data: bytes, name: str, policy: ImagePolicy) -> ImageHeader | None:
     """The format and size from the image's header (Pillow opens lazily: nothing is decoded), checked against the policy."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             header = ImageHeader(image.format or "unknown", *image.size)
     except Image.DecompressionBombError as exc:  # Pillow's own ceiling, far above any sane limit
-        raise AnalyzeError("too_many_pixels", f"{name}: {exc}") from None
+        limit = f", over the limit of {policy.max_pixels:,}" if policy.max_pixels is not None else ""
+        raise AnalyzeError("too_many_pixels", f"{name}: {exc}{limit}; scale the image down") from None
     except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        if policy.formats is None and data:
+            return None  # a format only OpenCV knows (the CLI takes any): no header to check
         what = "an empty file" if not data else "not an image"
         raise AnalyzeError("not_an_image", f"{name}: {what} (JPEG, PNG, WebP or BMP expected)") from exc
     if policy.formats is not None and header.format not in policy.formats:
@@ -97,7 +101,8 @@ def inspect_image(data: bytes, name: str, policy: ImagePolicy) -> ImageHeader:
     pixels = header.width * header.height
     if policy.max_pixels is not None and pixels > policy.max_pixels:
         raise AnalyzeError("too_many_pixels", f"{name}: {header.width}x{header.height} is {pixels:,} pixels, over "
-                                              f"the limit of {policy.max_pixels:,}; scale the image down")
+                                              f"the limit of {policy.max_pixels:,}; scale the image down, or "
+                                              f"{policy.raise_limit}")
     return header
 
 
@@ -222,7 +227,7 @@ def error_json(name: str, error: AnalyzeError) -> dict:
 
 
 def analyze_file(path: Path, detector: FaceDetector, classifier: EmotionClassifier, make_pipeline,
-                 annotate_dir: Path | None, crops_dir: Path | None) -> dict:
+                 annotate_dir: Path | None, crops_dir: Path | None, policy: ImagePolicy = ImagePolicy()) -> dict:
     """One file's JSON; a bad file becomes an error record rather than stopping the other files."""
     try:
         if path.suffix.lower() in VIDEO_SUFFIXES:
@@ -231,7 +236,7 @@ def analyze_file(path: Path, detector: FaceDetector, classifier: EmotionClassifi
             data = path.read_bytes()
         except OSError as exc:
             raise AnalyzeError("unreadable", f"{path}: cannot read ({exc.strerror or exc})") from None
-        result, image, faces = analyze_image(data, str(path), detector, classifier)
+        result, image, faces = analyze_image(data, str(path), detector, classifier, policy)
         write_outputs(result, image, faces, classifier, annotate_dir, crops_dir)
         return result
     except AnalyzeError as exc:

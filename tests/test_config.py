@@ -34,6 +34,11 @@ def test_values_are_typed_and_nested():
         ("[smoothing]\nalpha = 2.0\n", "cfg.smoothing: SmootherConfig field 'alpha'"),
         ("camera = 3\n", "cfg.camera: expected a table, got int 3"),
         ("[camera\n", "cfg: not valid TOML"),
+        # Values of the right type that no camera can run at (issue 14, item 7).
+        ("[camera]\nfps = -5.0\n", "cfg.camera: field 'fps' must be positive"),
+        ("[camera]\nfps = 0.0\n", "cfg.camera: field 'fps' must be positive"),
+        ("[camera]\nwidth = -640\n", "cfg.camera: field 'width' must be positive"),
+        ("[camera]\nheight = 0\n", "cfg.camera: field 'height' must be positive"),
     ],
 )
 def test_bad_keys_and_values_are_named(text, message):
@@ -71,3 +76,16 @@ def test_example_config_parses_and_documents_every_key():
             documented.add(section + key.group(1) if section or key.group(1) != "device_id" else key.group(1))
     missing = sorted(set(_all_keys(DaemonConfig)) - documented)
     assert not missing, f"examples/config.toml does not document: {missing}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "--threads", "0", "x.png"], "argument --threads: must be a positive integer, got 0"),
+    (["analyze", "--threads", "-3", "x.png"], "argument --threads: must be a positive integer, got -3"),
+    (["run", "--max-frames", "-5"], "argument --max-frames: must be 0 or more, got -5"),
+])
+def test_options_that_cannot_work_are_refused_naming_the_option(argv, message, capsys):
+    from emotion_edge.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

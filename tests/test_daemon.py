@@ -4,11 +4,12 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
-from helpers.peers import require_module
+from helpers.peers import require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import build_daemon
@@ -105,3 +106,28 @@ def test_json_log_lines_carry_extra_fields():
     record.fps = 12.5
     line = json.loads(JsonFormatter().format(record))
     assert line["msg"] == "stats" and line["fps"] == 12.5 and line["level"] == "INFO"
+
+
+def test_a_bad_file_in_an_image_folder_is_skipped_counted_and_logged_once(tmp_path, caplog):
+    # Before: on_bad_file="raise" made the reopening source fail on 0.jpg forever: frames 0, failures 5.
+    (tmp_path / "0.jpg").write_bytes(b"")
+    for i in range(1, 6):
+        assert cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    config = _config(str(tmp_path))
+    config = replace(config, camera=replace(config.camera, loop=True))
+    daemon = build_daemon(config)
+    result: list[dict] = []
+    with caplog.at_level(logging.WARNING, logger="emotion_edge"):
+        # every good file twice and more: the bad one is met three times
+        runner = threading.Thread(target=lambda: result.append(daemon.run(max_frames=12)), daemon=True)
+        runner.start()
+        try:
+            wait_until(lambda: result, "12 frames from the folder", describe=lambda: str(daemon.stats()["source"]))
+        finally:
+            daemon.stop()
+            runner.join(10)
+    stats = result[0]
+    assert stats["frames"] == 12
+    assert stats["source"]["bad_files"] == 1 and stats["source"]["failures"] == 0
+    warnings = [r for r in caplog.records if "0.jpg" in r.getMessage()]
+    assert len(warnings) == 1 and "skipping" in warnings[0].getMessage()

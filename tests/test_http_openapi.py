@@ -38,3 +38,19 @@ def server():
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_error_and_every_answer_is_documented(case, server):
     case.call_and_validate(base_url=server.url, checks=CHECKS, timeout=30)
+
+
+def test_the_readme_error_table_lists_every_documented_error_code():
+    import json
+    import re
+    from pathlib import Path
+
+    from emotion_edge.device.web.app import openapi_document
+
+    document = json.loads(openapi_document())
+    codes = set(document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"])
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = [line for line in readme.splitlines() if re.match(r"\| (\d{3}|other) \| `", line)]
+    listed = {code for line in table for code in re.findall(r"`([a-z_]+)`", line.split("|")[2])}
+    assert codes <= listed, f"missing from the README's error table: {sorted(codes - listed)}"
+    assert any(line.startswith("| 405 |") for line in table)

@@ -261,7 +261,7 @@ def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_v
         inbox.listener.close()
     delivered = first_occurrences(inbox.events())
     assert [e["seq"] for e in delivered] == list(range(1, created + 1))  # in order, no gap, nothing lost
-    assert running.publisher.stats()["spool"] == {"depth": 0, "bytes": 0, "dropped": 0}
+    assert running.publisher.stats()["spool"] == {"depth": 0, "bytes": 0, "dropped": 0, "pending_dropped": 0}
 
 
 def _write_config(path: Path, port: int, spool: Path, video: Path) -> Path:

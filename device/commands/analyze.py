@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from emotion_edge.device.commands.options import positive_int
+
 
 def add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="find faces and their emotions in image or video files",
@@ -15,7 +17,10 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, help="int8 .tflite model with its .json contract (default: the shipped model)")
     p.add_argument("--config", type=Path, help="daemon TOML config whose [detector], [tracker], [smoothing] apply")
     p.add_argument("--detector", choices=["haar", "blazeface-short", "blazeface-full"], help="override the detector")
-    p.add_argument("--threads", type=int, default=1, help="LiteRT threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="LiteRT threads (1 or more)")
+    p.add_argument("--max-pixels", type=positive_int,
+                   help="refuse images larger than this, read from the header before decoding (default: the "
+                        "config's [http] max_pixels, 24000000: the same limit as the HTTP API)")
     p.add_argument("--json", action="store_true", help="print JSON (a list, one record per file)")
     p.add_argument("--annotate", type=Path, metavar="OUT_DIR", help="write annotated images here")
     p.add_argument("--crops", type=Path, metavar="OUT_DIR", help="write a thumbnail per face here")
@@ -25,7 +30,7 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
 def _run_analyze(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from emotion_edge.device.analyze import analyze_file, dumps
+    from emotion_edge.device.analyze import ImagePolicy, analyze_file, dumps
     from emotion_edge.device.config import DaemonConfig, load_config
     from emotion_edge.device.detection import make_detector
     from emotion_edge.device.model.classifier import EmotionClassifier
@@ -40,7 +45,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
     def make_pipeline() -> FacePipeline:
         return FacePipeline(make_detector(detector_config), classifier, config.pipeline, config.tracker, config.smoothing)
 
-    results = [analyze_file(path, detector, classifier, make_pipeline, args.annotate, args.crops) for path in args.files]
+    # One image policy for the CLI and the HTTP API: the same pixel limit, checked on the header before decoding.
+    policy = ImagePolicy(None, args.max_pixels or config.http.max_pixels,
+                         "raise the limit with --max-pixels N (or [http] max_pixels in --config)")
+    results = [analyze_file(path, detector, classifier, make_pipeline, args.annotate, args.crops, policy)
+               for path in args.files]
     if args.json:
         print(dumps(results))
     else:

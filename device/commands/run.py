@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emotion_edge.device.commands.options import non_negative_int
+
 if TYPE_CHECKING:
     from emotion_edge.device.config import DaemonConfig
 
@@ -67,14 +69,22 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "keeping the running one if the new one fails validation.")
     _add_daemon_config_options(p)
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--max-frames", type=non_negative_int, default=0, help="stop after N frames (0: run until stopped)")
     p.set_defaults(handler=_run_daemon)
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
     import json
     import signal
+    import threading
     from dataclasses import replace
+
+    # Handlers first, before the slow imports and the model load: a SIGHUP (a deploy's reload) in that window
+    # used to kill the daemon (exit 129). Signals that come early are replayed once the daemon exists.
+    early_stop, early_reload = threading.Event(), threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: early_stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: early_reload.set())
 
     from emotion_edge.device.daemon.app import App
 
@@ -85,5 +95,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: app.stop())
     signal.signal(signal.SIGHUP, lambda *_: app.request_reload())  # `systemctl reload`, `emotion-edge deploy`
+    if early_stop.is_set():
+        app.stop()
+    if early_reload.is_set():
+        app.request_reload()
     print(json.dumps(app.run(max_frames=args.max_frames)))
     return 0

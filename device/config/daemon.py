@@ -31,9 +31,16 @@ class CameraConfig:
     reopen_max_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("stall_timeout_s", "reopen_initial_s", "reopen_max_s"):
+        # fps, width and height may be left out (the camera's own), but a value given must be one a camera can
+        # run at: a negative fps passed validation and made the daemon reopen the camera forever.
+        for name in ("stall_timeout_s", "reopen_initial_s", "reopen_max_s", "lores_width"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"field '{name}' must be positive, got {getattr(self, name)}")
+        for name in ("fps", "width", "height"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"field '{name}' must be positive (or left out for the camera's default), "
+                                 f"got {value}")
 
 
 @dataclass(frozen=True)

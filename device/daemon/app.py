@@ -19,10 +19,14 @@ from emotion_edge.device.sources import Backoff, CameraPreview, FrameSource, Reo
 
 
 def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = None) -> ReopeningSource:
-    """The configured camera, reopened on failure; `camera_preview` (the HDMI preview) rides every Pi camera it opens."""
+    """The configured camera, reopened on failure; `camera_preview` (the HDMI preview) rides every Pi camera it opens.
+
+    An image folder skips bad files (counted in stats.source.bad_files, each logged once): raising would make the
+    reopening source open the same folder and fail on the same file forever, showing none of the good ones.
+    """
     camera = config.camera
     options = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps, loop=camera.loop,
-                            lores_width=camera.lores_width, camera_preview=camera_preview)
+                            lores_width=camera.lores_width, camera_preview=camera_preview, on_bad_file="skip")
     return ReopeningSource(
         lambda: open_source(camera.source, options),
         Backoff(initial=camera.reopen_initial_s, max_delay=camera.reopen_max_s),

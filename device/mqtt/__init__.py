@@ -30,7 +30,7 @@ _EXPORTS = {
     "Received": "listen",
     "subscriptions": "listen",
     "MqttPublisher": "publisher",
-    "PublisherCounters": "publisher",
+    "PublisherCounters": "inbox",
     "attach": "publisher",
     "Spool": "spool",
     "SpoolError": "spool",

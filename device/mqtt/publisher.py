@@ -30,17 +30,18 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.host import cpu_temperature_c
+from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
 from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
+from emotion_edge.device.mqtt.inbox import PublisherCounters
 from emotion_edge.device.mqtt.spool import Spool, SpoolStats
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
@@ -48,44 +49,12 @@ from emotion_edge.device.room import RoomState, room_state
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # the worker's longest sleep: bounds how late a due stats or state message can be
-SPOOL_RETRY_S = 1.0  # after a failed spool write (disk full, I/O error), wait this long before trying again
+# Events waiting in memory while the spool cannot be written: beyond this many the oldest are dropped (counted in
+# stats.spool.pending_dropped). About 1 KB each: a few MB at most, hours of events from a busy room.
+PENDING_MAX = 5000
 STOPPED_ACK_TIMEOUT_S = 1.0
 EXTRA_INFLIGHT = 8  # paho's window also carries availability, state and stats messages besides the events
 HANDED_OVER = (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN)  # paho keeps both
-
-
-@dataclass(frozen=True)
-class _Events:
-    events: list[EmotionEvent]
-    model_sha256: str  # of the model that read these frames (a reload may swap it at any time)
-
-
-@dataclass(frozen=True)
-class _Acked:
-    mid: int
-
-
-@dataclass(frozen=True)
-class _Room:
-    room: RoomState
-
-
-@dataclass(frozen=True)
-class _Signal:
-    name: str
-
-
-_CONNECTED = _Signal("connected")
-_STOP = _Signal("stop")
-
-
-@dataclass
-class PublisherCounters:
-    connects: int = 0
-    refused: int = 0  # CONNACKs that refused us (bad credentials, ...)
-    events: int = 0  # events created and spooled
-    delivered: int = 0  # events acknowledged by the broker
-    spool_errors: int = 0
 
 
 class MqttPublisher:
@@ -113,6 +82,11 @@ class MqttPublisher:
         self._spool_stats = SpoolStats(0, 0, 0, 0)
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
+        self._append_fault = inbox.Fault(f"writing events to the spool {config.spool_path}", log)
+        self._ack_fault = inbox.Fault(f"deleting delivered events from the spool {config.spool_path}", log)
+        self._worker_fault = inbox.Fault("the publisher's worker", log)
+        self._retry_at = 0.0  # no spool write or delete before this (monotonic) after a failure
+        self._ack_backlog: list[int] = []  # seqs the broker acknowledged that the spool could not delete yet
         self._inflight: dict[int, int] = {}  # paho mid -> event seq
         self._last_sent = 0  # highest seq handed to paho
         self._resuming = False
@@ -154,8 +128,8 @@ class MqttPublisher:
         """
         if self._client is None or self._stopping.is_set():
             return
-        self._inbox.put(_Events(self.builder.finish(), self.model_sha256()))
-        self._inbox.put(_STOP)
+        self._inbox.put(inbox.EventBatch(self.builder.finish(), self.model_sha256()))
+        self._inbox.put(inbox.STOP)
         if self._thread is not None:
             self._thread.join(self.config.shutdown_flush_s + 5.0)
         self._stopping.set()
@@ -170,7 +144,7 @@ class MqttPublisher:
             # The broker acknowledges in order: the PUBACKs of events sent before `stopped` are in by now.
             # Applying them spares the next start re-sending events that did arrive.
             if worker_done:
-                self._apply_acks([item.mid for item in self._drain(0.0) if isinstance(item, _Acked)])
+                self._apply_acks([item.mid for item in self._drain(0.0) if isinstance(item, inbox.Acked)])
         client.disconnect()  # a clean DISCONNECT: the broker discards the will
         client.loop_stop()
         if self._spool is not None and worker_done:
@@ -185,12 +159,12 @@ class MqttPublisher:
         """A reading handler for the camera loop: cheap, never blocks (the queue is unbounded; events are few)."""
         events = self.builder.observe(reading)
         if events:
-            self._inbox.put(_Events(events, self.model_sha256()))
+            self._inbox.put(inbox.EventBatch(events, self.model_sha256()))
         room = self._room_of(reading)
         key = (room.faces, room.dominant, tuple(room.counts.values()))
         if key != self._room_key:
             self._room_key = key
-            self._inbox.put(_Room(room))
+            self._inbox.put(inbox.RoomItem(room))
 
     def _room_of(self, reading: FrameReading) -> RoomState:
         """`reading`'s room state: the live state's (updated before the handlers run), else computed here."""
@@ -206,7 +180,8 @@ class MqttPublisher:
             "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
                      "events": self.counters.events, "delivered": self.counters.delivered,
                      "inflight": len(self._inflight), "spool_errors": self.counters.spool_errors},
-            "spool": {"depth": spool.depth + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped},
+            "spool": {"depth": spool.depth - len(self._ack_backlog) + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped,
+                      "pending_dropped": self.counters.pending_dropped},
         }
 
     # --- paho's thread ---
@@ -227,7 +202,7 @@ class MqttPublisher:
         self._set_state("connected")
         log.info("mqtt: connected to %s", self.connection.address,
                  extra={"broker": self.connection.address, "connects": self.counters.connects})
-        self._inbox.put(_CONNECTED)
+        self._inbox.put(inbox.CONNECTED)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._problem(logging.WARNING, f"cannot connect to {self.connection.address} (broker down, network or TLS "
@@ -244,7 +219,7 @@ class MqttPublisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: mqtt.ReasonCode,
                     properties: Any) -> None:
-        self._inbox.put(_Acked(mid))
+        self._inbox.put(inbox.Acked(mid))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == status_topic(self.config.homeassistant) and message.payload == b"online":
@@ -277,7 +252,7 @@ class MqttPublisher:
             wait = min(POLL_S, max(next_stats - now, 0.0))
             if self._room_dirty:
                 wait = min(wait, max(self._room_published_at + self.config.state_min_interval_s - now, 0.0))
-            stopping = self._handle(self._drain(wait))
+            stopping = self._guarded_handle(self._drain(wait))
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + self.config.stats_interval_s
                 self._publish_stats()
@@ -294,22 +269,33 @@ class MqttPublisher:
             except queue.Empty:
                 return items
 
+    def _guarded_handle(self, items: list[object]) -> bool:
+        """`_handle`, surviving anything: a dead worker would leave stats saying `connected` and send nothing more."""
+        try:
+            stop = self._handle(items)
+        except Exception as exc:  # noqa: BLE001 - logged once; the next round retries from the spool's state
+            self._worker_fault.failed(exc)
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
+            return any(item is inbox.STOP for item in items)
+        self._worker_fault.succeeded()
+        return stop
+
     def _handle(self, items: list[object]) -> bool:
         """Spool new events, apply acks, publish what is due; True once a stop was asked for."""
         stop = False
         acked = []
         for item in items:
-            if isinstance(item, _Events):
+            if isinstance(item, inbox.EventBatch):
                 self._unspooled += [(event, item.model_sha256) for event in item.events]
-            elif isinstance(item, _Acked):
+            elif isinstance(item, inbox.Acked):
                 acked.append(item.mid)
-            elif isinstance(item, _Room):
+            elif isinstance(item, inbox.RoomItem):
                 self._room, self._room_dirty = item.room, True
-            elif item is _CONNECTED:
+            elif item is inbox.CONNECTED:
                 # paho re-sends what was in flight first; new events wait until it is acknowledged.
                 self._resuming = bool(self._inflight)
                 self._room_dirty = self._room is not None
-            elif item is _STOP:
+            elif item is inbox.STOP:
                 stop = True
         self._spool_pending()
         self._apply_acks(acked)
@@ -319,7 +305,7 @@ class MqttPublisher:
         return stop
 
     def _spool_pending(self) -> None:
-        if not self._unspooled or self._spool is None:
+        if not self._unspooled or self._spool is None or time.monotonic() < self._retry_at:
             return
         last: dict[str, Any] = {}
 
@@ -334,11 +320,15 @@ class MqttPublisher:
             self._spool.append([encoder(event, sha) for event, sha in self._unspooled])
         except Exception as exc:  # noqa: BLE001 - a disk error must not kill the thread; the events are kept
             self.counters.spool_errors += 1
-            log.error("mqtt: cannot write %d event(s) to the spool %s (%s); keeping them in memory and retrying",
-                      len(self._unspooled), self.config.spool_path, exc,
-                      extra={"spool": str(self.config.spool_path), "pending": len(self._unspooled)})
-            time.sleep(SPOOL_RETRY_S)
+            self._append_fault.failed(exc, spool=str(self.config.spool_path), pending=len(self._unspooled))
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S  # never sleep: acks and the broker go on meanwhile
+            excess = len(self._unspooled) - PENDING_MAX
+            if excess > 0:
+                del self._unspooled[:excess]  # the oldest first, as the spool's own bound does
+                self.counters.pending_dropped += excess
+            self._spool_stats = self._spool.stats  # a full disk may have made the spool drop its oldest
             return
+        self._append_fault.succeeded()
         self.counters.events += len(self._unspooled)
         self._unspooled = []
         self._spool_stats = self._spool.stats
@@ -347,10 +337,19 @@ class MqttPublisher:
 
     def _apply_acks(self, mids: list[int]) -> None:
         seqs = [self._inflight.pop(mid) for mid in mids if mid in self._inflight]  # other mids: state, stats, ...
-        if not seqs or self._spool is None:
-            return
-        self._spool.ack(seqs)
         self.counters.delivered += len(seqs)
+        self._ack_backlog += seqs
+        if not self._ack_backlog or self._spool is None or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._spool.ack(self._ack_backlog)
+        except Exception as exc:  # noqa: BLE001 - delivered events stay spooled (not re-sent: _last_sent is past them)
+            self.counters.spool_errors += 1
+            self._ack_fault.failed(exc, spool=str(self.config.spool_path), backlog=len(self._ack_backlog))
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
+            return
+        self._ack_fault.succeeded()
+        self._ack_backlog = []
         self._spool_stats = self._spool.stats
 
     def _pump(self) -> None:
@@ -395,6 +394,7 @@ class MqttPublisher:
 
     def _flush(self, deadline: float) -> None:
         """Spool what is left and deliver what the broker acknowledges before `deadline`."""
-        self._handle([])
-        while self._connected.is_set() and (self._inflight or self._spool_stats.depth) and time.monotonic() < deadline:
-            self._handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))
+        self._guarded_handle([])
+        while (self._connected.is_set() and (self._inflight or self._spool_stats.depth > len(self._ack_backlog))
+               and time.monotonic() < deadline):
+            self._guarded_handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))

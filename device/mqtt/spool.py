@@ -26,6 +26,11 @@ dropped by the size bound (counted in `dropped`), never by a failure.
 Bounded by `max_bytes` of payload: when an append would exceed it, the oldest
 events are dropped first (an outage long enough to fill it makes the oldest
 events the least useful) and counted, persistently.
+
+A full disk is the same bound reached early: when an append fails with
+SQLITE_FULL the oldest spooled events are dropped (counted) to make room and
+the append is tried once more. If even that cannot be written, the error goes
+to the caller, which keeps the events and retries (mqtt/publisher.py).
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, payload BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
 """
-ACK_CHUNK = 500  # well under SQLite's limit on bound parameters per statement
+WAL_PAGES = 64
+WAL_BYTES = 256 * 1024
+ACK_CHUNK = 100  # well under SQLite's limit on bound parameters per statement; a small WAL per transaction
 
 
 class SpoolError(EmotionEdgeError, ValueError):
@@ -81,7 +88,43 @@ class Spool:
         return SpoolStats(self._depth, self._bytes, self._dropped, self._next_seq)
 
     def append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
-        """Give each builder the next sequence number, store what it returns; one transaction (one fsync) for all."""
+        """Give each builder the next sequence number, store what it returns; one transaction (one fsync) for all.
+
+        On a full disk, drops the oldest events to make room and tries once more; raises sqlite3.Error if the
+        events still cannot be stored (nothing is changed then).
+        """
+        try:
+            return self._append(builders)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self.release_log()
+            if not self._make_room(len(builders)):  # as many as come: a ring at the disk's capacity
+                raise
+        return self._append(builders)
+
+    def release_log(self) -> None:
+        """Best effort on a full disk: copy the write-ahead log into the file and truncate it, giving its space
+        back (fails quietly where the file would have to grow and cannot)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _make_room(self, count: int) -> int:
+        """Drop the `count` oldest events (the size bound's policy, reached early by a full disk); how many."""
+        with _transaction(self._db):
+            rows = self._db.execute("SELECT seq, size FROM events ORDER BY seq LIMIT ?", (count,)).fetchall()
+            if not rows:
+                return 0
+            self._db.execute("DELETE FROM events WHERE seq <= ?", (rows[-1][0],))
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(rows),))
+        self._depth -= len(rows)
+        self._bytes -= sum(size for _, size in rows)
+        self._dropped += len(rows)
+        log.warning("spool: disk full, dropped the %d oldest event(s) to make room", len(rows),
+                    extra={"spool": str(self.path), "dropped": len(rows), "up_to_seq": rows[-1][0]})
+        return len(rows)
+
+    def _append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
         if not builders:
             return []
         rows = [(self._next_seq + i, builder(self._next_seq + i)) for i, builder in enumerate(builders)]
@@ -120,17 +163,19 @@ class Spool:
     def ack(self, seqs: Iterable[int]) -> int:
         """Delete acknowledged events; unknown ones (already dropped) are ignored. Returns how many were deleted."""
         wanted = sorted(set(seqs))
-        deleted, freed = 0, 0
-        with _transaction(self._db):
-            for start in range(0, len(wanted), ACK_CHUNK):
-                chunk = wanted[start:start + ACK_CHUNK]
-                marks = ",".join("?" * len(chunk))
+        deleted = 0
+        # One transaction per chunk: on a nearly full disk a smaller write-ahead log still fits, and every
+        # chunk deleted is progress (deleting twice is harmless, so a later retry of the whole list is safe).
+        for start in range(0, len(wanted), ACK_CHUNK):
+            chunk = wanted[start:start + ACK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with _releasing_log_when_full(self), _transaction(self._db):  # rolled back, then the log released
                 count, size = self._db.execute(
                     f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events WHERE seq IN ({marks})", chunk).fetchone()
                 self._db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
-                deleted, freed = deleted + count, freed + size
-        self._depth -= deleted
-        self._bytes -= freed
+            self._depth -= count
+            self._bytes -= size
+            deleted += count
         return deleted
 
     def close(self) -> None:
@@ -143,10 +188,29 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        # SQLite rolls back by itself after some errors (SQLITE_FULL, SQLITE_IOERR); a second ROLLBACK would
+        # raise "no transaction is active" and hide the cause.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def _releasing_log_when_full(spool: Spool) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if _is_full(exc):
+            spool.release_log()
+        raise
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or SQLite's max_page_count) is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -180,5 +244,10 @@ def _connect(path: Path) -> sqlite3.Connection:
     if mode.lower() != "wal":
         raise SpoolError(f"mqtt.spool_path: {path} cannot use SQLite's WAL mode (got {mode}); use a local file system")
     db.execute("PRAGMA synchronous = FULL")
+    # A small write-ahead log: checkpointed every WAL_PAGES pages and cut back to WAL_BYTES afterwards. By
+    # default it grows to 4 MB before a checkpoint, and on a full disk a log that large can hold all the free
+    # space, so that neither a delete (which writes to the log) nor a checkpoint (which grows the file) succeeds.
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+    db.execute(f"PRAGMA journal_size_limit = {WAL_BYTES}")
     db.executescript(SCHEMA)
     return db

@@ -92,6 +92,11 @@ class ImageSource(SourceBase):
         """The files this source will show (resolved at open())."""
         return list(self._files or [])
 
+    @property
+    def bad_files(self) -> list[Path]:
+        """The files skipped as unreadable so far (on_bad_file="skip")."""
+        return sorted(self._bad)
+
     def open(self) -> None:
         files = list_images(self._folder) if self._folder is not None else list(self._given)
         if not files:
@@ -129,7 +134,8 @@ class ImageSource(SourceBase):
                 if self.on_bad_file == "raise":
                     raise
                 self._bad.add(path)
-                log.warning("skipping %s", exc, extra={"source": self.name, "event": "bad_image", "file": str(path)})
+                log.warning("skipping %s; the other images go on (counted in stats.source.bad_files)", exc,
+                            extra={"source": self.name, "event": "bad_image", "file": str(path)})
         raise SourceError(f"{self.name}: none of the {len(self._files)} file(s) is a readable image")
 
     def close(self) -> None:

@@ -53,6 +53,7 @@ class SourceStats:
 
     frames: frames delivered. failures: open() or read() errors. stalls: times no frame came
     for stall_timeout seconds. reopens: successful opens that followed a failure or stall.
+    bad_files: files an image source skipped as unreadable.
     last_error: the most recent failure or stall, as text.
     """
 
@@ -60,6 +61,7 @@ class SourceStats:
     failures: int = 0
     reopens: int = 0
     stalls: int = 0
+    bad_files: int = 0
     last_error: str = ""
 
 
@@ -105,7 +107,14 @@ class ReopeningSource(SourceBase):
     @property
     def stats(self) -> SourceStats:
         """A snapshot, so the caller can publish it without racing later updates."""
+        self._count_bad_files()
         return dataclasses.replace(self._stats)
+
+    def _count_bad_files(self) -> None:
+        """The open image source's skipped files (kept after it closes, for the final stats)."""
+        bad = getattr(self._inner, "bad_files", None)
+        if bad is not None:
+            self._stats.bad_files = len(bad)
 
     @property
     def is_connected(self) -> bool:
@@ -205,6 +214,7 @@ class ReopeningSource(SourceBase):
         )
 
     def _close_inner(self) -> None:
+        self._count_bad_files()
         inner, self._inner = self._inner, None
         if inner is not None:
             _quietly(inner.close, self.name)

@@ -29,6 +29,9 @@ class HttpConfig:
     max_concurrent: int = 1
     max_queued: int = 2
     max_connections: int = 32
+    max_connections_per_client: int = 8
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
     analyze_threads: int = 1
     result_ttl_s: float = 300.0
     result_cache_bytes: int = 32 * 1024 * 1024
@@ -36,7 +39,8 @@ class HttpConfig:
     jpeg_quality: int = 80
 
     def __post_init__(self) -> None:
-        positive = ("port", "max_body_bytes", "max_pixels", "max_concurrent", "max_connections", "analyze_threads",
+        positive = ("port", "max_body_bytes", "max_pixels", "max_concurrent", "max_connections",
+                    "max_connections_per_client", "header_timeout_s", "body_timeout_s", "analyze_threads",
                     "result_ttl_s", "result_cache_bytes", "preview_fps")
         for name in positive:
             if getattr(self, name) <= 0:

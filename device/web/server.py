@@ -24,6 +24,7 @@ from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig, resolve_token
+from emotion_edge.device.web.connections import ConnectionGuard, ConnectionLimits
 from emotion_edge.device.web.preview import Preview
 from emotion_edge.device.web.results_cache import ResultsCache
 
@@ -61,10 +62,13 @@ class HttpServer:
         self.app = app
         self.config = config
         self.stopping = stopping or threading.Event()
+        # Not uvicorn's limit_concurrency: it counts idle connections and answers in plain text (connections.py).
+        self.guard = ConnectionGuard(ConnectionLimits(config.max_connections, config.max_connections_per_client,
+                                                      config.header_timeout_s, config.body_timeout_s))
         self.server = uvicorn.Server(uvicorn.Config(
-            app, host=config.bind, port=config.port, http="h11", ws="none", lifespan="off", loop="asyncio",
-            log_config=None, access_log=False,  # access lines would log ?token= query strings
-            limit_concurrency=config.max_connections, timeout_keep_alive=5,
+            app, host=config.bind, port=config.port, http=self.guard.protocol_factory(), ws="none", lifespan="off",
+            loop="asyncio", log_config=None, access_log=False,  # access lines would log ?token= query strings
+            timeout_keep_alive=5,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
         self.thread: threading.Thread | None = None
         self.port = config.port
