@@ -20,8 +20,8 @@ from typing import Callable, ContextManager, Iterator
 import cv2
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.daemon.app import build_daemon
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.server import HttpServer, start_for_daemon
 
@@ -78,7 +78,7 @@ def run_loop(frames: int, http: HttpConfig | None, load: Load = nothing, camera_
     config = DaemonConfig(camera=CameraConfig(source=str(DEMO), loop=True, fps=camera_fps or None),
                           model=ModelConfig(path=packaged_model_path(), threads=1),
                           **({"http": http} if http is not None else {}))
-    daemon = Daemon(config)
+    daemon = build_daemon(config)
     server = start_for_daemon(config, daemon.live) if http is not None else None
     if http is not None and server is None:
         raise SystemExit("the HTTP server did not start (see the log)")

@@ -24,10 +24,10 @@ import time
 from typing import Iterator
 
 import httpx
-
 from daemon_http import ChildLoad, demo_frame, free_port, http_config, machine, run_loop
+
 from emotion_edge.device.config import DaemonConfig, ModelConfig
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.server import HttpServer, build_server
 
 
@@ -126,15 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median
     for clients in args.clients:
         loads = alone[clients]
-        bad = sum(n for l in loads for s, n in l.statuses.items() if s != 200)
-        print(f"| API alone (`serve`) | {clients} | {med(l.rps for l in loads):.1f} | {med(l.percentile_ms(0.5) for l in loads):.0f} | "
-              f"{med(l.percentile_ms(0.95) for l in loads):.0f} | {bad} | | |")
+        bad = sum(n for load in loads for s, n in load.statuses.items() if s != 200)
+        print(f"| API alone (`serve`) | {clients} | {med(load.rps for load in loads):.1f} | {med(load.percentile_ms(0.5) for load in loads):.0f} | "
+              f"{med(load.percentile_ms(0.95) for load in loads):.0f} | {bad} | | |")
     for clients in args.clients:
         pairs = loaded[clients]
         fps = med(f for _, f in pairs)
-        bad = sum(n for l, _ in pairs for s, n in l.statuses.items() if s != 200)
-        print(f"| camera loop + API load | {clients} | {med(l.rps for l, _ in pairs):.1f} | "
-              f"{med(l.percentile_ms(0.5) for l, _ in pairs):.0f} | {med(l.percentile_ms(0.95) for l, _ in pairs):.0f} | "
+        bad = sum(n for load, _ in pairs for s, n in load.statuses.items() if s != 200)
+        print(f"| camera loop + API load | {clients} | {med(load.rps for load, _ in pairs):.1f} | "
+              f"{med(load.percentile_ms(0.5) for load, _ in pairs):.0f} | {med(load.percentile_ms(0.95) for load, _ in pairs):.0f} | "
               f"{bad} | {fps:.1f} | {fps / base:.3f} |")
     return 0
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier, ms_per_face
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.quantize.latency import ms_per_face
 
 
 def single_pass_copy(path: Path, folder: Path) -> Path:

@@ -35,17 +35,16 @@ import paho.mqtt.client as mqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import free_port  # noqa: E402
-from mosquitto import Mosquitto  # noqa: E402
+from helpers.mosquitto import Mosquitto  # noqa: E402
+from helpers.peers import free_port  # noqa: E402
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig  # noqa: E402
-from emotion_edge.device.daemon import Daemon  # noqa: E402
-from emotion_edge.device.listen import Listener  # noqa: E402
-from emotion_edge.device.model_metadata import packaged_model_path  # noqa: E402
-from emotion_edge.device.mqtt_config import MqttConfig, Topics  # noqa: E402
-from emotion_edge.device.mqtt_connection import BrokerConnection  # noqa: E402
-from emotion_edge.device.mqtt_publisher import attach  # noqa: E402
-from emotion_edge.device.spool import Spool  # noqa: E402
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon  # noqa: E402
+from emotion_edge.device.model.metadata import packaged_model_path  # noqa: E402
+from emotion_edge.device.mqtt.config import MqttConfig, Topics  # noqa: E402
+from emotion_edge.device.mqtt.connection import BrokerConnection  # noqa: E402
+from emotion_edge.device.mqtt.listen import Listener  # noqa: E402
+from emotion_edge.device.mqtt.spool import Spool  # noqa: E402
 
 
 def percentiles(values_ms: list[float]) -> tuple[float, float]:
@@ -81,10 +80,10 @@ def daemon_events(port: int, count: int, spool: Path) -> tuple[list[float], list
         mqtt=MqttConfig(enabled=True, host="127.0.0.1", port=port, spool_path=spool, update_min_interval_s=0.0,
                         update_refresh_s=0.02, stats_interval_s=3600.0),
     )
-    daemon = Daemon(config)
+    daemon = build_daemon(config)
     pipeline_ms: dict[int, float] = {}  # frame index -> capture to the handlers (detect, classify, smooth)
     daemon.handlers.append(lambda r: pipeline_ms.__setitem__(r.frame_index, 1000 * (time.monotonic() - r.timestamp)))
-    publisher = attach(daemon)
+    publisher = attach_mqtt(daemon)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     latencies, pipeline = [], []

@@ -32,9 +32,9 @@ import numpy as np
 
 from emotion_edge.device.analyze import encode_image
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.live import Snapshot
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.daemon.app import build_daemon
+from emotion_edge.device.daemon.live import Snapshot
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.overlay import Hud, annotate_snapshot, composite, snapshot_canvas, snapshot_overlay
 from emotion_edge.device.web.config import HttpConfig
 
@@ -60,7 +60,7 @@ def previous_composite(image_bgr: np.ndarray, overlay_rgba: np.ndarray) -> np.nd
 def live_snapshot(frames: int = 40) -> tuple[Snapshot, tuple[str, ...]]:
     """The daemon's snapshot after `frames` frames of the demo clip (a real frame with a tracked face) and the
     model's labels."""
-    daemon = Daemon(DaemonConfig(camera=CameraConfig(source=str(DEMO)),
+    daemon = build_daemon(DaemonConfig(camera=CameraConfig(source=str(DEMO)),
                                  model=ModelConfig(path=packaged_model_path(), threads=1)))
     daemon.run(max_frames=frames)
     snapshot = daemon.live.snapshot()

@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:  # only in our venv; the peer's interpreter runs this file without emotion_edge
-    from emotion_edge.device.classifier import EmotionClassifier
     from emotion_edge.device.detection import FaceDetector
+    from emotion_edge.device.model.classifier import EmotionClassifier
 
 FRAME_W, FRAME_H = 640, 480
 # The face in skimage.data.astronaut(), marked by eye as in tests/test_detection.py;
@@ -162,17 +162,10 @@ def make_clips(frames: int, seed: int) -> list[Clip]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def iou(a: XYWH, b: XYWH) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def score(found: list[list[XYWH]], truth: np.ndarray) -> tuple[float | None, float]:
     """(recall, false boxes per frame): a true face is found when some box overlaps it by IoU >= MATCH_IOU."""
+    from emotion_edge.device.geometry import iou  # scored in our venv, never the peer's
+
     hits = false = 0
     for boxes, faces in zip(found, truth):
         hits += sum(any(iou(tuple(t), b) >= MATCH_IOU for b in boxes) for t in faces)
@@ -240,8 +233,8 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
 
 
 def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, model: Path, repeats: int) -> list[Measurement]:
-    from emotion_edge.device.classifier import EmotionClassifier
     from emotion_edge.device.detection import DetectorConfig, make_detector
+    from emotion_edge.device.model.classifier import EmotionClassifier
 
     detector = make_detector(DetectorConfig(kind=kind, threads=threads))
     classifier = EmotionClassifier(model, threads=threads)
@@ -364,7 +357,7 @@ def table(rows: list[Measurement], peer: list[Measurement]) -> str:
 
 
 def default_model() -> Path | None:
-    from emotion_edge.device.model_metadata import packaged_model_path
+    from emotion_edge.device.model.metadata import packaged_model_path
 
     path = packaged_model_path()
     return path if path.is_file() else None

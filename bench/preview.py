@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
+from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.displays.config import DisplayConfig, HdmiConfig, OledConfig
 from emotion_edge.device.displays.manager import DisplayHardware, DisplayManager
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.mp4"
 PI_MAIN_SIZE = (1280, 720)
@@ -69,7 +69,7 @@ def _oled_dummy(_config: OledConfig):
 def run_once(video: Path, frames: int, displays: DisplayConfig | None) -> dict:
     config = DaemonConfig(camera=CameraConfig(source=str(video), loop=True),
                           model=ModelConfig(path=packaged_model_path(), threads=1))
-    daemon = Daemon(config)
+    daemon = build_daemon(config)
     manager, sink = None, None
     if displays is not None:
         # camera_source "picamera2": the HDMI preview is accepted, then attached to the sink by hand, since the

@@ -27,8 +27,8 @@ import threading
 from typing import Iterator
 
 import httpx
-
 from daemon_http import DEMO, ChildLoad, LoopRun, http_config, machine, run_loop
+
 from emotion_edge.device.web.server import HttpServer
 
 ACCEPTED_COST = 0.10

@@ -5,4 +5,6 @@ emotion_edge.device (the Pi), emotion_edge.training and emotion_edge.quantize
 (the workstation).
 """
 
-__version__ = "0.1.0"
+from emotion_edge.device import __version__
+
+__all__ = ["__version__"]

@@ -6,18 +6,12 @@ import argparse
 import sys
 
 from emotion_edge import __version__
-from emotion_edge.device.cli import add_analyze, add_run, add_serve
-from emotion_edge.device.doctor import add_doctor
-from emotion_edge.device.listen import add_listen
+from emotion_edge.device.commands import add_analyze, add_device_model, add_doctor, add_listen, add_run, add_serve
+from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.logs import configure_logging
-from emotion_edge.device.model_store import add_device_model
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.systemd.cli import add_deploy, add_install, add_retrain
 from emotion_edge.training.cli import add_evaluate, add_teacher_outputs, add_train
-
-
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                   "install it with: pip install 'emotion-edge[train]'", file=sys.stderr)
             return 2
         raise
-    except (CliError, ValueError, OSError) as exc:
+    except EmotionEdgeError as exc:  # meant for the user: one line; anything else is a bug and keeps its traceback
+        print(f"emotion-edge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user named: a bug, or a failure below us
+            raise
         print(f"emotion-edge {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -20,18 +20,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.contract import square_box, to_gray
 from emotion_edge.device.detection import FaceDetector
-from emotion_edge.device.model_metadata import file_sha256
+from emotion_edge.device.errors import EmotionEdgeError
+from emotion_edge.device.geometry import Box
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.metadata import file_sha256
 from emotion_edge.device.overlay import OverlayFace, draw_faces
 from emotion_edge.device.pipeline import FacePipeline, classify_boxes, detect_boxes, normalized
 from emotion_edge.device.sources import VIDEO_SUFFIXES, OpenCVSource, SourceError, SourceExhausted
-from emotion_edge.device.tracking import Box
 
 log = logging.getLogger(__name__)
 
-class AnalyzeError(ValueError):
+class AnalyzeError(EmotionEdgeError, ValueError):
     """A file that cannot be analyzed; `code` is stable for programs, the message is for people."""
 
     def __init__(self, code: str, message: str):

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from emotion_edge.device.errors import EmotionEdgeError
+
 # FER2013's label order; the integer in the CSV's `emotion` column indexes it.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -24,7 +26,7 @@ PREPROCESSING_ID = "gray48-unit-v1"
 DEFAULT_FACE_MARGIN = 0.15
 
 
-class ContractError(ValueError):
+class ContractError(EmotionEdgeError, ValueError):
     """A model's contract is missing, malformed or contradicts the model."""
 
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:  # the renderer itself needs neither; only the snapshot helpers take these types
-    from emotion_edge.device.live import Snapshot
+    from emotion_edge.device.daemon.live import Snapshot
     from emotion_edge.device.pipeline import FrameReading
 
 RGB = tuple[int, int, int]

@@ -13,15 +13,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier
-from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.contract import crop_face
 from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.geometry import Box
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.smoothing import EmotionSmoother, SmoothedState, SmootherConfig
 from emotion_edge.device.sources import Frame
-from emotion_edge.device.tracking import Box, IouTracker, TrackerConfig
+from emotion_edge.device.tracking import IouTracker, TrackerConfig
 
 STAGES = ("capture", "detect", "classify", "publish")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    detect_every: int = 1  # run the detector on every Nth frame, track in between
+    max_faces: int = 8
+    stats_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.detect_every < 1:
+            raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.max_faces < 1:
+            raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,13 @@ class FacePipeline:
         self.timer = StageTimer()
         self._smoothers: dict[int, EmotionSmoother] = {}
         self._frames_seen = 0
+
+    def use_classifier(self, classifier: EmotionClassifier) -> None:
+        """Classify with `classifier` from the next frame on (a hot reload); its labels must be the running ones,
+        which the smoothers' state was built for (`model.reload.load_replacement` checks that)."""
+        if classifier.labels != self.classifier.labels:
+            raise ValueError(f"use_classifier: labels {classifier.labels} differ from {self.classifier.labels}")
+        self.classifier = classifier
 
     def _boxes(self, frame: Frame) -> tuple[dict[int, Box], set[int], tuple[int, ...], bool]:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""

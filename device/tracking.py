@@ -14,7 +14,7 @@ can move a face more than its own width, so the IoU with its old box drops to
 zero. A second pass pairs what the IoU pass left by centre distance measured
 in face sizes, so the tolerance scales with how close the person stands.
 
-Why predict with constant velocity: face detection (a Haar cascade) costs far
+Why predict with constant velocity: face detection (BlazeFace or a Haar cascade) costs far
 more than classifying one crop, so the device detects only every N frames and
 classifies on predicted boxes in between. The same prediction is what a track
 is matched against, which is what keeps two faces' ids apart when they cross:
@@ -34,48 +34,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
-Number = int | float
-
-
-@dataclass(frozen=True)
-class Box:
-    """An axis-aligned face box: top-left corner (x, y), width w and height h, in pixels."""
-
-    x: Number
-    y: Number
-    w: Number
-    h: Number
-
-    def __post_init__(self) -> None:
-        values = (self.x, self.y, self.w, self.h)
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"box coordinates must be finite, got {values}")
-        if self.w <= 0 or self.h <= 0:
-            raise ValueError(f"box width and height must be positive, got w={self.w}, h={self.h}")
-
-    @property
-    def center(self) -> tuple[float, float]:
-        return (self.x + self.w / 2.0, self.y + self.h / 2.0)
-
-    @property
-    def area(self) -> float:
-        return float(self.w * self.h)
-
-    def iou(self, other: Box) -> float:
-        """Intersection over union, in [0, 1]."""
-        overlap_w = min(self.x + self.w, other.x + other.w) - max(self.x, other.x)
-        overlap_h = min(self.y + self.h, other.y + other.h) - max(self.y, other.y)
-        if overlap_w <= 0 or overlap_h <= 0:
-            return 0.0
-        intersection = overlap_w * overlap_h
-        return float(intersection / (self.area + other.area - intersection))
-
-    def shifted(self, dx: float, dy: float) -> Box:
-        return Box(self.x + dx, self.y + dy, self.w, self.h)
-
-    def as_xywh(self) -> tuple[int, int, int, int]:
-        """Rounded pixel box, the form contract.crop_face() takes."""
-        return (round(self.x), round(self.y), max(1, round(self.w)), max(1, round(self.h)))
+from emotion_edge.device.geometry import Box
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emotion_edge.device.errors import UsageError
+
 
 def add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="convert a trained model to int8 TFLite and prove parity (workstation)",
@@ -32,7 +34,7 @@ def _run_quantize(args: argparse.Namespace) -> int:
     from emotion_edge.quantize.quantize import QuantizeOptions, quantize
 
     if args.out.suffix != ".tflite":
-        raise ValueError(f"--out {args.out}: must end in .tflite")
+        raise UsageError(f"--out {args.out}: must end in .tflite")
     options = QuantizeOptions(data=args.data, representative=args.representative, io_dtype=args.io_dtype,
                               seed=args.seed, gate=ParityGate(args.max_drop, args.min_agreement), skip_bad=args.skip_bad,
                               flip_average=not args.single_pass)

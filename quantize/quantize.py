@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier, ms_per_face, tensor_quant
+from emotion_edge.device.atomic import write_atomic
 from emotion_edge.device.contract import ModelContract, average_mirrors, labels_for, normalize, with_mirrors
-from emotion_edge.device.model_metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
+from emotion_edge.device.model.classifier import EmotionClassifier, tensor_quant
+from emotion_edge.device.model.metadata import ModelMetadata, TensorQuant, file_sha256, save_metadata
 from emotion_edge.quantize.convert import convert_int8, representative_sample
+from emotion_edge.quantize.latency import ms_per_face
 from emotion_edge.quantize.parity import ParityGate, SplitParity, compare, format_table, to_dict
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import write_json
@@ -61,13 +63,11 @@ def _resolve_source(source: Path) -> tuple[Path, dict]:
 
 def _write_atomic(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    write_atomic(path, blob)
 
 
 def _interpreter_io(blob: bytes) -> tuple[TensorQuant, TensorQuant]:
-    from emotion_edge.device.litert import interpreter_class
+    from emotion_edge.device.model.litert import interpreter_class
 
     interpreter = interpreter_class()(model_content=blob)
     return tensor_quant(interpreter.get_input_details()[0]), tensor_quant(interpreter.get_output_details()[0])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from emotion_edge.device.errors import UsageError
 from emotion_edge.systemd.inventory import DEFAULT_COMMAND, DEFAULT_CONFIG, DEFAULT_RELOAD, Host
 
 
@@ -139,7 +140,7 @@ def _checkout() -> Path:
     """The source tree this command runs from (an editable install); install.sh installs that tree."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "pyproject.toml").exists():
-        raise ValueError(f"{root}: not an emotion-edge checkout; pass --source DIR (a git clone or unpacked sdist)")
+        raise UsageError(f"{root}: not an emotion-edge checkout; pass --source DIR (a git clone or unpacked sdist)")
     return root
 
 

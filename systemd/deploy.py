@@ -8,7 +8,7 @@ reloads, so a device is never left on a model it cannot run. The first host is
 the canary: the others are only touched once it is healthy, then in parallel.
 
 Every device-side step is `emotion-edge device-model ...` on the device
-(emotion_edge.device.model_store), so nothing here builds shell logic.
+(emotion_edge.device.model.store), so nothing here builds shell logic.
 
 The transport is the system `ssh` client rather than paramiko: it honours the
 operator's ~/.ssh/config, agent, known_hosts, ProxyJump and hardware keys as
@@ -32,8 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emotion_edge.device.classifier import EmotionClassifier
-from emotion_edge.device.model_metadata import ModelMetadata, sidecar_path
+from emotion_edge.device.errors import EmotionEdgeError
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.metadata import ModelMetadata, sidecar_path
 from emotion_edge.systemd.inventory import Host
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 SSH_TIMEOUT_S = 60.0  # any single step but the health wait
 
 
-class DeployError(RuntimeError):
+class DeployError(EmotionEdgeError, RuntimeError):
     """A step failed; the message says which and why."""
 
 
@@ -93,18 +94,28 @@ def check_model(path: Path, data: str | None = None, sample: int = 500, seed: in
     return ModelPackage(path, classifier.sha256, path.read_bytes(), sidecar_path(path).read_bytes(), classifier.metadata)
 
 
-def _check_parity_sample(classifier: EmotionClassifier, data: str, sample: int, seed: int) -> None:
+def private_test_accuracy(classifier: EmotionClassifier, data: str, sample: int = 0, seed: int = 0) -> tuple[float, int]:
+    """(accuracy, faces): the model's accuracy on the data's PrivateTest, on all of it or, with `sample`, on that
+    many faces drawn with `seed`. The one measurement the deploy's parity sample and retrain's baseline share."""
     from emotion_edge.training.fer2013 import load_fer2013
     from emotion_edge.training.splits import make_splits
 
-    recorded = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
     test = make_splits(load_fer2013(data), classifier.labels)["test"]
-    pick = np.random.default_rng(seed).permutation(len(test))[:sample]
-    accuracy = float(np.mean(classifier.classify_many(test.images[pick]).argmax(1) == test.labels[pick]))
-    log.info("parity sample: %.2f%% on %d PrivateTest faces (recorded %s)", 100 * accuracy, len(pick),
+    if sample:
+        pick = np.random.default_rng(seed).permutation(len(test))[:sample]
+        images, labels = test.images[pick], test.labels[pick]
+    else:
+        images, labels = test.images, test.labels
+    return float(np.mean(classifier.classify_many(images).argmax(1) == labels)), len(labels)
+
+
+def _check_parity_sample(classifier: EmotionClassifier, data: str, sample: int, seed: int) -> None:
+    recorded = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
+    accuracy, faces = private_test_accuracy(classifier, data, sample, seed)
+    log.info("parity sample: %.2f%% on %d PrivateTest faces (recorded %s)", 100 * accuracy, faces,
              "none" if recorded is None else f"{100 * recorded:.2f}%")
-    if recorded is not None and accuracy < _sample_accuracy_floor(float(recorded), len(pick)):
-        raise DeployError(f"model check: {accuracy:.2%} on a {len(pick)}-face PrivateTest sample, but its contract "
+    if recorded is not None and accuracy < _sample_accuracy_floor(float(recorded), faces):
+        raise DeployError(f"model check: {accuracy:.2%} on a {faces}-face PrivateTest sample, but its contract "
                           f"records {recorded:.2%}; is this the model that was quantized, on this data?")
 
 

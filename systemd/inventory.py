@@ -17,11 +17,12 @@ names the file and the key instead of a silently ignored setting.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotion_edge.device.config_schema import ConfigError, build
+import tomllib
+
+from emotion_edge.device.config.schema import ConfigError, build
 
 DEFAULT_COMMAND = "/opt/emotion-edge/venv/bin/emotion-edge"
 DEFAULT_CONFIG = "/etc/emotion-edge/config.toml"

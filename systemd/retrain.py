@@ -3,7 +3,7 @@
 Each stage can stop the chain, and none is skipped: a model that fails the
 parity gate or scores below the deployed one on PrivateTest never reaches a
 device. The stages are passed in as callables so the decisions are tested
-without TensorFlow; `default_stages` wires the real ones (TensorFlow loads only there).
+without TensorFlow; `_run_retrain` in systemd/cli.py wires the real ones (TensorFlow loads only there).
 """
 
 from __future__ import annotations
@@ -70,15 +70,10 @@ def run_retrain(stages: Stages, tolerance_points: float = 0.0, deploy: bool = Tr
 
 def accuracy_on_private_test(model: Path, data: str) -> float:
     """A model's int8 accuracy on the data's PrivateTest, measured here (for a fair baseline)."""
-    import numpy as np
+    from emotion_edge.device.model.classifier import EmotionClassifier
+    from emotion_edge.systemd.deploy import private_test_accuracy
 
-    from emotion_edge.device.classifier import EmotionClassifier
-    from emotion_edge.training.fer2013 import load_fer2013
-    from emotion_edge.training.splits import make_splits
-
-    classifier = EmotionClassifier(model)
-    test = make_splits(load_fer2013(data), classifier.labels)["test"]
-    return float(np.mean(classifier.classify_many(test.images).argmax(1) == test.labels))
+    return private_test_accuracy(EmotionClassifier(model), data)[0]
 
 
 def quantize_candidate(run_dir: Path, out: Path, options: object) -> Candidate:

@@ -6,16 +6,16 @@ import json
 import cv2
 import numpy as np
 import pytest
+from helpers.peers import require_module
 
-from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.detection import DetectorConfig, make_detector
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.pipeline import FacePipeline
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.main import main
-from conftest import require_module
 
 skimage_data = require_module("skimage.data")
 

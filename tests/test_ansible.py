@@ -14,15 +14,17 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import require_module, wait_until
-from model_variants import padded_model
+from helpers.model_variants import padded_model
+from helpers.peers import require_module, wait_until
 from test_deploy import EMOTION_EDGE, SHIPPED, SSH_OPTIONS, Device, Sshd, _ready, make_device, sshd  # noqa: F401
 
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOK = ROOT / "systemd" / "ansible" / "rollout.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,6 @@ def run_playbook(playbook: Path, inventory: Path, tmp_path: Path, **extra_vars: 
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.slow
 def test_a_good_model_rolls_out_canary_first_then_the_rest(ansible_playbook, sshd, make_device, tmp_path):
     devices = [make_device(name) for name in ("canary", "second")]
     for device in devices:
@@ -80,7 +81,6 @@ def test_a_good_model_rolls_out_canary_first_then_the_rest(ansible_playbook, ssh
     assert again.returncode == 0 and "changed=0" in again.stdout  # already current: nothing touched
 
 
-@pytest.mark.slow
 def test_a_bad_model_is_rolled_back_on_the_canary_and_the_rest_are_untouched(ansible_playbook, sshd, make_device,
                                                                             tmp_path):
     devices = [make_device(name) for name in ("canary", "second")]
@@ -103,7 +103,6 @@ def test_a_bad_model_is_rolled_back_on_the_canary_and_the_rest_are_untouched(ans
     assert canary.status["model_sha256"] == SHIPPED and second.status["model_sha256"] == SHIPPED
 
 
-@pytest.mark.slow
 def test_the_role_installs_from_a_source_archive_and_restarts_once(ansible_playbook, sshd, make_device, tmp_path):
     device = make_device("fresh", with_daemon=False)
     archive = tmp_path / "emotion-edge.tar.gz"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from emotion_edge.device.config import DaemonConfig, load_config, parse_config
-from emotion_edge.device.config_schema import ConfigError
+from emotion_edge.device.config.schema import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "config.toml"
 

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from emotion_edge.device.contract import (
-    EMOTIONS, ContractError, ModelContract, crop_face, labels_for, normalize, square_box,
+    EMOTIONS,
+    ContractError,
+    ModelContract,
+    crop_face,
+    labels_for,
+    normalize,
+    square_box,
 )
 
 
@@ -50,10 +56,9 @@ def test_normalize_scales_to_unit_range_with_channel_axis():
 
 
 def test_contract_without_flip_field_is_single_pass_and_a_wrong_type_is_named(tmp_path):
-    import json
     from pathlib import Path
 
-    from emotion_edge.device.model_metadata import parse_metadata
+    from emotion_edge.device.model.metadata import parse_metadata
 
     raw = {"format": "emotion-edge-model/1", "labels": list(EMOTIONS), "input_size": 48, "channels": 1,
            "preprocessing": "gray48-unit-v1", "face_margin": 0.15, "sha256": "0" * 64,

@@ -9,14 +9,15 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from helpers.peers import require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon, LoopCounters
+from emotion_edge.device.daemon.app import build_daemon
+from emotion_edge.device.daemon.loop import LoopCounters
 from emotion_edge.device.logs import JsonFormatter
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.sources import SourceBase
 from emotion_edge.main import main
-from conftest import require_module, wait_until
 
 skimage_data = require_module("skimage.data")
 
@@ -40,7 +41,7 @@ def _config(source: str) -> DaemonConfig:
 
 def test_daemon_runs_a_video_to_its_end_and_reports(face_video):
     readings = []
-    daemon = Daemon(_config(str(face_video)), handlers=[readings.append])
+    daemon = build_daemon(_config(str(face_video)), handlers=[readings.append])
     stats = daemon.run()
     assert stats["frames"] == 20 == len(readings) and stats["dropped_frames"] == 0
     assert {f.track_id for r in readings for f in r.faces} == {1}
@@ -72,24 +73,21 @@ class HungCamera(SourceBase):
 
 
 class NoPreview:
-    def attach(self, camera):
+    def attach_mqtt(self, camera):
         pass
 
     def detach(self, camera):
         pass
 
 
-def test_a_camera_preview_attached_after_construction_rides_every_camera_the_daemon_opens():
-    daemon = Daemon(_config("picamera2"))
+def test_a_camera_preview_given_to_the_composition_root_rides_every_camera_the_daemon_opens():
     preview = NoPreview()
-    daemon.attach_camera_preview(preview)
+    daemon = build_daemon(_config("picamera2"), camera_preview=preview)
     assert daemon.source._factory().preview is preview  # the factory runs on every (re)open; nothing opened here
-    with pytest.raises(ValueError, match="was given its source"):
-        Daemon(_config("unused"), source=HungCamera()).attach_camera_preview(preview)
 
 
 def test_stop_is_served_even_when_the_camera_hangs():
-    daemon = Daemon(_config("unused"), source=HungCamera())
+    daemon = build_daemon(_config("unused"), source=HungCamera())
     threading.Timer(0.3, daemon.stop).start()
     started = time.monotonic()
     stats = daemon.run()
@@ -117,7 +115,7 @@ def test_a_bad_file_in_an_image_folder_is_skipped_counted_and_logged_once(tmp_pa
         assert cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
     config = _config(str(tmp_path))
     config = replace(config, camera=replace(config.camera, loop=True))
-    daemon = Daemon(config)
+    daemon = build_daemon(config)
     result: list[dict] = []
     with caplog.at_level(logging.WARNING, logger="emotion_edge"):
         # every good file twice and more: the bad one is met three times

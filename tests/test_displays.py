@@ -13,22 +13,29 @@ import time
 
 import numpy as np
 import pytest
+from helpers.golden import check_golden, save_doc
+from helpers.live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
+from helpers.peers import require_module
 from PIL import Image
+from test_sources import FakePicamera2
 
-from conftest import require_module
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.displays.config import DisplayConfig, HdmiConfig, OledConfig
 from emotion_edge.device.displays.hdmi import HdmiPreview, preview_kind
 from emotion_edge.device.displays.manager import DisplayHardware, DisplayManager
 from emotion_edge.device.displays.network import primary_ipv4
 from emotion_edge.device.displays.oled import (
-    HEIGHT, LINE_TOPS, WIDTH, OledDisplay, OledState, idle_level, oled_state, render_oled_screen,
+    HEIGHT,
+    LINE_TOPS,
+    WIDTH,
+    OledDisplay,
+    OledState,
+    idle_level,
+    oled_state,
+    render_oled_screen,
 )
 from emotion_edge.device.displays.worker import DisplayWorker
-from emotion_edge.device.live import LiveState
 from emotion_edge.device.sources import PiCameraConfig, PiCameraSource
-from golden import check_golden, save_doc
-from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
-from test_sources import FakePicamera2
 
 luma_device = require_module("luma.core.device", extra="oled")
 
@@ -413,9 +420,10 @@ def test_manager_runs_the_oled_it_opened():
 
 
 def test_run_command_goes_on_when_the_configured_displays_are_absent(tmp_path, capsys):
-    from emotion_edge.device.model_metadata import packaged_model_path
-    from emotion_edge.main import main
     from pathlib import Path
+
+    from emotion_edge.device.model.metadata import packaged_model_path
+    from emotion_edge.main import main
 
     demo = Path(__file__).parent.parent / "examples" / "demo.mp4"
     config = tmp_path / "config.toml"

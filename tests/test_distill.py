@@ -5,13 +5,21 @@ import json
 
 import numpy as np
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.device.contract import EMOTIONS
 from emotion_edge.main import main
-from emotion_edge.training.distill import (DataIdentity, TeacherError, average_teachers, data_identity,
-                                           distillation_loss_fn, from_probabilities, load_ferplus_votes,
-                                           load_teacher_outputs, save_teacher_outputs)
+from emotion_edge.training.distill import (
+    DataIdentity,
+    TeacherError,
+    average_teachers,
+    data_identity,
+    distillation_loss_fn,
+    from_probabilities,
+    load_ferplus_votes,
+    load_teacher_outputs,
+    save_teacher_outputs,
+)
 from emotion_edge.training.train import TrainConfig, train
 
 

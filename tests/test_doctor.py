@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require_binary, require_module, wait_until
-from mosquitto import Mosquitto
+from helpers.mosquitto import Mosquitto
+from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from emotion_edge.device.config import load_config
-from emotion_edge.device.doctor import (
+from emotion_edge.device.commands.doctor import (
     HostPaths,
     Level,
     check_broker,
@@ -26,7 +25,8 @@ from emotion_edge.device.doctor import (
     decode_throttled,
     doctor,
 )
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.config import load_config
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.main import main
 
 DEMO = Path(__file__).parent.parent / "examples" / "demo.mp4"
@@ -60,6 +60,7 @@ def mosquitto_binary():
     return require_binary("mosquitto", "mosquitto")
 
 
+@pytest.mark.peer
 def test_a_working_setup_is_all_ok_and_exits_0(mosquitto_binary, tmp_path, capsys):
     with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"sensor": "right-password"}) as broker:
         config = write_config(tmp_path, mqtt_section(broker.port, tmp_path, "sensor", "right-password"))
@@ -75,6 +76,7 @@ def test_a_working_setup_is_all_ok_and_exits_0(mosquitto_binary, tmp_path, capsy
     assert out.rstrip().splitlines()[-1].startswith("doctor: ") and "0 FAIL" in out
 
 
+@pytest.mark.peer
 def test_a_wrong_password_fails_the_broker_check_with_what_to_do(mosquitto_binary, tmp_path, capsys):
     with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"sensor": "right-password"}) as broker:
         config = write_config(tmp_path, mqtt_section(broker.port, tmp_path, "sensor", "wrong-password"))

@@ -1,8 +1,7 @@
-import gzip
 
 import numpy as np
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.training import fer2013
 from emotion_edge.training.fer2013 import DataError, load_fer2013

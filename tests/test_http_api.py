@@ -14,19 +14,19 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from helpers.peers import free_port, require_module
+from helpers.webserver import api_config, encode, faces_scene, openapi_schema, serving
 
-from conftest import free_port, require_module
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
-from emotion_edge.device.classifier import EmotionClassifier
-from emotion_edge.device.config_schema import ConfigError
+from emotion_edge.device.config.schema import ConfigError
 from emotion_edge.device.detection import DetectorConfig, make_detector
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.results_cache import ResultsCache
 from emotion_edge.device.web.server import HttpServer, build_server
-from webserver import api_config, encode, faces_scene, openapi_schema, serving
 
 skimage_data = require_module("skimage.data")
 MAX_BODY = 2_000_000
@@ -314,7 +314,6 @@ def test_api_follows_the_daemons_model_across_a_reload(tmp_path, photo, caplog):
 def test_keep_alive_responses_are_not_held_by_nagle(server):
     """A reused connection answers at once; with Nagle left on, each response waited ~40 ms for a delayed ACK."""
     import http.client
-    import statistics
     import time
 
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

@@ -9,9 +9,8 @@ import socket
 
 import httpx
 import pytest
-
-from conftest import wait_until
-from webserver import api_config, serving
+from helpers.peers import wait_until
+from helpers.webserver import api_config, serving
 
 PER_CLIENT = 4
 TIMEOUT_S = 1.0  # the server's header and body timeouts here; the waits below allow 20 times as long
@@ -38,7 +37,7 @@ def closed_by_server(sock: socket.socket) -> bool:
     """Whether the server has closed `sock` (what it sent before, if anything, is read and ignored)."""
     sock.setblocking(False)
     try:
-        while chunk := sock.recv(65536):
+        while sock.recv(65536):
             pass
         return True  # b"": end of file
     except BlockingIOError:

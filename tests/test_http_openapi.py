@@ -5,17 +5,20 @@ values, path segments) and checks status codes, content types, headers and bodie
 """
 
 import pytest
+from helpers.peers import require_module
+from helpers.webserver import api_config, openapi_schema, serving
 
-from conftest import require_module
-from emotion_edge.device.live import LiveState
 from emotion_edge.device.contract import EMOTIONS
-from webserver import api_config, openapi_schema, serving
+from emotion_edge.device.daemon.live import LiveState
 
 schemathesis = require_module("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402  (schemathesis depends on hypothesis)
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance, response_headers_conformance, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
 )
 
 # The MJPEG stream never ends by design, so a generic client cannot read it; test_status_page.py covers it.

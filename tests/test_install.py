@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import require_binary
+import pytest
+from helpers.peers import require_binary
 
 REPO = Path(__file__).parent.parent
 UNIT = REPO / "systemd" / "emotion-edge.service"
@@ -14,6 +15,7 @@ INSTALL = REPO / "systemd" / "install.sh"
 EMOTION_EDGE = str(Path(sys.executable).with_name("emotion-edge"))
 
 
+@pytest.mark.peer
 def test_unit_passes_systemd_analyze_verify(tmp_path):
     analyze = require_binary("systemd-analyze", "systemd")
     # verify insists that ExecStart's binary exists; the real one lives in the Pi's venv, so the copy checked
@@ -26,6 +28,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
+@pytest.mark.peer
 def test_unit_security_exposure_is_at_most_2_5():
     analyze = require_binary("systemd-analyze", "systemd")
     done = subprocess.run([analyze, "security", "--offline=yes", "--no-pager", str(UNIT)], capture_output=True, text=True)

@@ -21,18 +21,20 @@ from typing import Callable
 
 import paho.mqtt.publish as paho_publish
 import pytest
+from helpers.mosquitto import Mosquitto, make_test_pki
+from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.listen import Listener, Received, subscriptions
-from emotion_edge.device.model_metadata import packaged_model_path
-from emotion_edge.device.mqtt_config import MqttConfig, MqttTlsConfig, Topics
-from emotion_edge.device.mqtt_connection import BrokerConnection
-from emotion_edge.device.mqtt_publisher import MqttPublisher, attach
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
+from emotion_edge.device.model.metadata import packaged_model_path
+from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, Topics
+from emotion_edge.device.mqtt.connection import BrokerConnection
+from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
+from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.tracking import TrackerConfig
-from mosquitto import Mosquitto, make_test_pki
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+
+pytestmark = pytest.mark.peer
 
 require_module("jsonschema")  # payloads are validated against device/schemas
 require_module("skimage")  # the face video
@@ -118,8 +120,8 @@ class RunningDaemon:
     """The real camera loop on its own thread, with the MQTT publisher attached as `emotion-edge run` does."""
 
     def __init__(self, config: DaemonConfig):
-        self.daemon = Daemon(config)
-        self.publisher = attach(self.daemon)
+        self.daemon = build_daemon(config)
+        self.publisher = attach_mqtt(self.daemon)
         self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
         self.thread.start()
 
@@ -399,7 +401,7 @@ def test_a_wrong_password_is_reported_once_and_the_camera_loop_goes_on(mosquitto
             state = running.daemon.live.snapshot().mqtt
         finally:
             running.stop()
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt_publisher")]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt.publisher")]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not per retry
     message = errors[0].getMessage()
     assert "refused the connection: Not authorized" in message and "user 'device'" in message

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator
+from helpers.peers import require_module
 
 from emotion_edge.device.config import parse_config
-from emotion_edge.device.config_schema import ConfigError
-from emotion_edge.device.events import EventBuilder, iso_utc
-from emotion_edge.device.mqtt_config import MqttConfig, Topics, read_password
-from emotion_edge.device.spool import Spool
-from conftest import require_module
-from mqtt_support import LABELS, MODEL_SHA, face, reading, validator
+from emotion_edge.device.config.schema import ConfigError
+from emotion_edge.device.mqtt.config import MqttConfig, Topics, read_password
+from emotion_edge.device.mqtt.events import EventBuilder, iso_utc
+from emotion_edge.device.mqtt.spool import Spool
 
 require_module("jsonschema")  # payloads are validated against device/schemas
 
@@ -158,7 +158,7 @@ def test_spool_keeps_what_a_killed_process_appended(tmp_path):
     path = tmp_path / "s.db"
     code = (
         "import json, os, sys\n"
-        "from emotion_edge.device.spool import Spool\n"
+        "from emotion_edge.device.mqtt.spool import Spool\n"
         f"spool = Spool(__import__('pathlib').Path({str(path)!r}), 1 << 20)\n"
         "spool.append([lambda seq: json.dumps({'seq': seq}).encode() for _ in range(5)])\n"
         "os._exit(0)  # no close, no checkpoint, like SIGKILL\n"
@@ -227,7 +227,7 @@ def test_password_comes_from_a_file_or_the_environment_and_errors_never_show_it(
 
 
 def test_the_password_is_not_in_the_connection_repr(tmp_path):
-    from emotion_edge.device.mqtt_connection import BrokerConnection
+    from emotion_edge.device.mqtt.connection import BrokerConnection
 
     secret = tmp_path / "pw"
     secret.write_text("s3cret-value")

@@ -2,16 +2,27 @@
 
 import numpy as np
 import pytest
+from helpers.golden import check_golden, save_doc
+from helpers.live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
+from helpers.peers import require_module
 from PIL import Image
 
-from emotion_edge.device.live import LiveState, Snapshot
+from emotion_edge.device.daemon.live import LiveState, Snapshot
 from emotion_edge.device.overlay import (
-    BAR_TRACK, COLORS, HUD_BACKING, Hud, Layout, OverlayFace, annotate_snapshot, bar_origin, composite, draw_overlay,
-    faces_from_reading, render_overlay, snapshot_overlay,
+    BAR_TRACK,
+    COLORS,
+    HUD_BACKING,
+    Hud,
+    Layout,
+    OverlayFace,
+    annotate_snapshot,
+    bar_origin,
+    composite,
+    draw_overlay,
+    faces_from_reading,
+    render_overlay,
+    snapshot_overlay,
 )
-from conftest import require_module
-from golden import check_golden, save_doc
-from live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
 
 ASTRONAUT_FACE = (176, 70, 98, 98)  # her face in skimage.data.astronaut() (512x512), as in tests/test_detection.py
 

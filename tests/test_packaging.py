@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_module
+from helpers.peers import require_module
 
 ROOT = Path(__file__).resolve().parent.parent
 

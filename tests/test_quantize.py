@@ -5,16 +5,17 @@ import shutil
 
 import numpy as np
 import pytest
-import synthetic
+from helpers import synthetic
 
-from emotion_edge.device.classifier import EmotionClassifier, ModelError
 from emotion_edge.device.contract import ContractError
+from emotion_edge.device.model.classifier import EmotionClassifier, ModelError
 from emotion_edge.main import main
 from emotion_edge.quantize.parity import ParityGate, compare
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.splits import make_splits
 from emotion_edge.training.train import TrainConfig, train
 
+pytestmark = pytest.mark.tensorflow
 
 GATE_SPLITS = {"Training": 24, "PublicTest": 60, "PrivateTest": 60}  # faces per emotion
 
@@ -153,11 +154,12 @@ def test_contradicting_contract_is_refused_naming_the_field(quantized, tmp_path,
 
 
 def test_float_model_is_refused_where_int8_is_required(workdir, quantized, tmp_path):
+    from dataclasses import replace
+
     import keras
     import tensorflow as tf
 
-    from emotion_edge.device.model_metadata import TensorQuant, load_metadata, save_metadata, file_sha256
-    from dataclasses import replace
+    from emotion_edge.device.model.metadata import TensorQuant, file_sha256, load_metadata, save_metadata
 
     model = keras.models.load_model(workdir / "run" / "model.keras")
     model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)

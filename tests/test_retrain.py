@@ -5,13 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.model_variants import padded_model
 
-from emotion_edge.device.config_schema import ConfigError
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.config.schema import ConfigError
+from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.systemd.deploy import DeployError, check_model
 from emotion_edge.systemd.inventory import DEFAULT_RELOAD, load_inventory, parse_host_spec
 from emotion_edge.systemd.retrain import Candidate, Stages, not_worse, run_retrain
-from model_variants import padded_model
 
 
 def test_not_worse_gate():

@@ -5,12 +5,12 @@ import threading
 import numpy as np
 
 from emotion_edge.device.contract import EMOTIONS
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.geometry import Box
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 from emotion_edge.device.room import room_state
 from emotion_edge.device.smoothing import SmoothedState
 from emotion_edge.device.sources import Frame
-from emotion_edge.device.tracking import Box
 
 
 def _face(track_id: int, probs: list[float]) -> FaceReading:

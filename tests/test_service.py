@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.model_variants import padded_model
+from helpers.peers import wait_until
 
-from conftest import wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.model_metadata import file_sha256, packaged_model_path
-from emotion_edge.device.model_store import ModelStore
-from emotion_edge.device.service import ServiceNotifier, StatusFile, read_status
+from emotion_edge.device.daemon.app import build_daemon
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile, read_status
+from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
+from emotion_edge.device.model.store import ModelStore
 from emotion_edge.device.sources import SourceBase
-from model_variants import padded_model
 
 WATCHDOG_USEC = 300_000  # heartbeats every 0.1 s
 
@@ -118,7 +119,7 @@ def _run_in_thread(daemon: Daemon) -> threading.Thread:
 
 def test_ready_only_after_the_first_frame_and_heartbeats_meanwhile(notify, tmp_path):
     camera = ScriptedCamera(first_delay=1.2)  # reads time out every 0.5 s meanwhile
-    daemon = Daemon(_config(tmp_path), source=camera)
+    daemon = build_daemon(_config(tmp_path), source=camera)
     thread = _run_in_thread(daemon)
     wait_until(lambda: notify.times("READY=1"), "READY=1")
     daemon.stop()
@@ -133,7 +134,7 @@ def test_ready_only_after_the_first_frame_and_heartbeats_meanwhile(notify, tmp_p
 
 def test_heartbeat_stops_when_the_loop_hangs(notify, tmp_path):
     camera = ScriptedCamera(block_after=10)
-    daemon = Daemon(_config(tmp_path), source=camera)
+    daemon = build_daemon(_config(tmp_path), source=camera)
     thread = _run_in_thread(daemon)
     wait_until(lambda: camera.blocked_at is not None, "the camera read to block")
     # Counted, not timed: on a busy machine the listener may record a heartbeat sent just before the read
@@ -180,7 +181,7 @@ def store(tmp_path) -> ModelStore:
 
 
 def test_reload_swaps_in_a_good_model_and_keeps_the_old_one_on_a_corrupt_one(store, tmp_path, caplog):
-    daemon = Daemon(_config(tmp_path, store.link), source=ScriptedCamera())
+    daemon = build_daemon(_config(tmp_path, store.link), source=ScriptedCamera())
     shipped = daemon.classifier.sha256
     # A corrupt model: truncated bytes under a name `current` can point at.
     corrupt = store.root / ("0" * 64 + ".tflite")
@@ -201,7 +202,7 @@ def test_reload_swaps_in_a_good_model_and_keeps_the_old_one_on_a_corrupt_one(sto
 
 
 def test_reload_refuses_a_valid_model_with_other_labels(store, tmp_path):
-    daemon = Daemon(_config(tmp_path, store.link), source=ScriptedCamera())
+    daemon = build_daemon(_config(tmp_path, store.link), source=ScriptedCamera())
     labels = list(daemon.classifier.labels)
     store.activate(store.adopt(padded_model(tmp_path, "swapped", labels[1:] + labels[:1])))
     assert daemon.reload_model() is False
@@ -234,7 +235,7 @@ def test_sighup_reloads_a_running_daemon_process(store, tmp_path):
 def test_store_refuses_a_copy_whose_contract_names_another_model(store, tmp_path):
     import io
 
-    from emotion_edge.device.model_store import StoreError
+    from emotion_edge.device.model.store import StoreError
 
     model = padded_model(tmp_path, "mismatch")
     sidecar = packaged_model_path().with_suffix(".json").read_bytes()  # the shipped model's contract

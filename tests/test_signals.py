@@ -9,9 +9,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers.peers import wait_until
 
-from conftest import wait_until
-from emotion_edge.device.model_metadata import packaged_model_path
+from emotion_edge.device.model.metadata import packaged_model_path
 
 
 def _caught(pid: int, signum: int) -> bool:

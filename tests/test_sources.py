@@ -611,7 +611,7 @@ def test_live_reader_numbers_frames_by_capture_so_stale_ones_show_as_gaps():
     """Frames overwritten before the loop took them must be countable as dropped."""
     import threading as _threading
 
-    from emotion_edge.device.sources import _LatestFrameReader
+    from emotion_edge.device.sources.opencv import _LatestFrameReader
 
     class FastCamera:
         def __init__(self):

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.device.contract import EMOTIONS
 from emotion_edge.training.fer2013 import DataError, load_fer2013

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from conftest import free_port, require_binary, require_module, wait_until
-from emotion_edge.device.mqtt_publisher import MqttPublisher
-from mosquitto import Mosquitto
-from mqtt_support import LABELS, MODEL_SHA, face, reading
+from helpers.mosquitto import Mosquitto
+from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading
+from helpers.peers import free_port, require_binary, require_module, wait_until
 from test_mqtt_broker import DEVICE, TOPICS, first_occurrences, listen, mqtt_config
-from emotion_edge.device.listen import subscriptions
+
+from emotion_edge.device.mqtt.listen import subscriptions
+from emotion_edge.device.mqtt.publisher import MqttPublisher
+
+pytestmark = pytest.mark.peer
 
 require_module("jsonschema")
 
@@ -150,7 +152,7 @@ def test_a_full_spool_disk_is_survived_logged_once_counted_and_delivery_resumes(
     assert publisher.counters.events + final["pending_dropped"] == faces.events
     assert final["dropped"] + final["pending_dropped"] < faces.events - 50  # bounded loss, not everything
     # Each fault: one error with its cause, then one line when it clears, never one per retry.
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt_publisher")]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt.publisher")]
     recoveries = [r for r in caplog.records if "works again" in r.getMessage()]
     assert len(errors) <= 2 and len(recoveries) == len(errors), [r.getMessage() for r in errors + recoveries]
     assert all("full" in r.getMessage() or "I/O" in r.getMessage() for r in errors), [r.getMessage() for r in errors]

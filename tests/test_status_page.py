@@ -15,21 +15,21 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.mosquitto import Mosquitto
+from helpers.peers import free_port, require_binary, require_module, wait_until
+from helpers.webserver import head
 
-from conftest import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
 from emotion_edge.device.contract import EMOTIONS
-from emotion_edge.device.daemon import Daemon
-from emotion_edge.device.live import LiveState
-from emotion_edge.device.model_metadata import packaged_model_path
-from emotion_edge.device.mqtt_config import MqttConfig, Topics
-from emotion_edge.device.mqtt_publisher import attach
+from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
+from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.model.metadata import packaged_model_path
+from emotion_edge.device.mqtt.config import MqttConfig, Topics
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.preview import SharedEncoder
 from emotion_edge.device.web.server import HttpServer, start_for_daemon
-from mosquitto import Mosquitto
-from webserver import head
 
 skimage_data = require_module("skimage.data")
 TOKEN = "page-token-0123456789abcdef"
@@ -68,8 +68,8 @@ def daemon_config(video: Path, tmp_path: Path, mqtt_config: MqttConfig | None = 
 def running(config: DaemonConfig) -> Iterator[tuple[Daemon, HttpServer]]:
     """The camera loop on its thread with the HTTP server and, with [mqtt] on, the publisher, as `emotion-edge run`
     starts them; yields once the daemon sees the person."""
-    daemon = Daemon(config)
-    publisher = attach(daemon) if config.mqtt.enabled else None
+    daemon = build_daemon(config)
+    publisher = attach_mqtt(daemon) if config.mqtt.enabled else None
     loop = threading.Thread(target=daemon.run, name="camera-loop", daemon=True)  # a hung loop must not hold pytest
     loop.start()
     web = None
@@ -173,6 +173,7 @@ def page_event(browser) -> dict | None:
     return None if text == "none yet" else json.loads(text)
 
 
+@pytest.mark.peer
 def test_status_page_in_headless_chromium(publishing_daemon, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -1,6 +1,7 @@
 import pytest
 
-from emotion_edge.device.tracking import Box, IouTracker, Track, TrackerConfig
+from emotion_edge.device.geometry import Box
+from emotion_edge.device.tracking import IouTracker, Track, TrackerConfig
 
 DT = 0.1  # 10 detections per second
 

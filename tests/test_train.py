@@ -2,10 +2,12 @@ import csv
 import json
 
 import pytest
-import synthetic
+from helpers import synthetic
 
 from emotion_edge.main import main
 from emotion_edge.training.train import TrainConfig, class_weights, train
+
+pytestmark = pytest.mark.tensorflow
 
 REPORT_FILES = {
     "config.json", "history.csv", "model.keras", "checkpoint.keras", "state.json", "curves.png",

@@ -7,10 +7,12 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from emotion_edge.device.errors import UsageError
 from emotion_edge.training.train import TrainConfig
 
 # The architectures' names without importing Keras (the CLI must start fast); models.py checks they match.
 ARCHITECTURE_NAMES = ("edge-vgg", "edge-vgg-m", "edge-vgg-l", "seed-model2", "seed-cnn")
+
 
 def use_fast_cpu_kernels() -> None:
     """oneDNN convolutions train FER nets ~2x faster on x86 CPUs; must be set before TensorFlow loads."""
@@ -82,7 +84,7 @@ def _run_train(args: argparse.Namespace) -> int:
         ferplus_weight=args.ferplus_weight,
     )
     if not 0.0 <= config.distill_alpha <= 1.0 or config.distill_temperature <= 0:
-        raise ValueError(f"--distill-alpha {config.distill_alpha} must be in 0-1 and --distill-temperature "
+        raise UsageError(f"--distill-alpha {config.distill_alpha} must be in 0-1 and --distill-temperature "
                          f"{config.distill_temperature} above 0")
     metrics = train(config, resume=args.resume)
     val = metrics["val"]
@@ -113,7 +115,7 @@ def _run_teacher_outputs(args: argparse.Namespace) -> int:
     from emotion_edge.training.distill import compute_teacher_outputs, save_teacher_outputs
 
     if args.views < 0:
-        raise ValueError(f"--views {args.views}: must be 0 or more")
+        raise UsageError(f"--views {args.views}: must be 0 or more")
     outputs = compute_teacher_outputs(args.model, args.data, args.views, args.seed, args.view_strength)
     path = save_teacher_outputs(args.out, outputs)
     print(f"{path}: {len(outputs.rows)} faces x {len(outputs.labels)} classes from {outputs.source}, "

@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from emotion_edge.device.contract import EMOTIONS
+from emotion_edge.device.errors import EmotionEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ FERPLUS_COLUMNS = {"angry": "anger", "disgust": "disgust", "fear": "fear", "happ
                    "sad": "sadness", "surprise": "surprise", "neutral": "neutral"}
 
 
-class TeacherError(ValueError):
+class TeacherError(EmotionEdgeError, ValueError):
     """A teacher-outputs or FER+ votes file is missing, malformed or belongs to other data."""
 
 

@@ -41,7 +41,7 @@ def load_any_model(path: str | Path, threads: int = 2) -> LoadedModel:
     if path.is_dir():
         path = path / "model.keras"
     if path.suffix == ".tflite":
-        from emotion_edge.device.classifier import EmotionClassifier
+        from emotion_edge.device.model.classifier import EmotionClassifier
 
         classifier = EmotionClassifier(path, threads=threads, require_int8=False)
         return LoadedModel(classifier.contract, classifier.classify_many, "tflite")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_edge.device.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -32,7 +34,7 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 def resolve_precision(precision: str) -> str:
     """'auto' becomes 'bf16' on a CPU with native bf16, else 'fp32'."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision == "auto":
         return "bf16" if cpu_has_native_bf16() else "fp32"
     return precision

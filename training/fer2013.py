@@ -20,7 +20,9 @@ from typing import Iterator
 
 import numpy as np
 
+from emotion_edge.device.atomic import replacing
 from emotion_edge.device.contract import EMOTIONS, INPUT_SIZE, resize_face, to_gray
+from emotion_edge.device.errors import EmotionEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".tif", ".ti
 CACHE_FORMAT = "fer2013-cache-v1"
 
 
-class DataError(ValueError):
+class DataError(EmotionEdgeError, ValueError):
     """The data set could not be loaded; the message says where and why."""
 
 
@@ -239,15 +241,14 @@ def _cache_path(path: Path, skip_bad: bool, cache_dir: Path) -> Path:
 
 def _save_cache(data: FaceData, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        images=data.images,
-        labels=data.labels,
-        splits=data.splits,
-        skipped=np.asarray([[b.where, b.reason] for b in data.skipped], dtype=str).reshape(-1, 2),
-    )
-    os.replace(tmp, target)  # atomic: a killed run never leaves a half-written cache
+    with replacing(target, tmp=target.with_suffix(".tmp.npz")) as tmp:  # a killed run never leaves a half-written cache
+        np.savez(
+            tmp,
+            images=data.images,
+            labels=data.labels,
+            splits=data.splits,
+            skipped=np.asarray([[b.where, b.reason] for b in data.skipped], dtype=str).reshape(-1, 2),
+        )
 
 
 def _load_cache(target: Path, source: str) -> FaceData | None:

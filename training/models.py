@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from emotion_edge.device.contract import ModelContract
+from emotion_edge.device.errors import UsageError
 
 BN_MOMENTUM = 0.9
 
@@ -128,5 +129,5 @@ def build_model(name: str, contract: ModelContract) -> keras.Model:
     try:
         factory = ARCHITECTURES[name]
     except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
+        raise UsageError(f"unknown architecture {name!r}; choose from {', '.join(ARCHITECTURES)}") from None
     return factory(contract)

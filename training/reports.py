@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from emotion_edge.device.atomic import write_atomic
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -38,9 +40,7 @@ def compute_metrics(split: str, y_true: np.ndarray, probs: np.ndarray, labels: S
 
 
 def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n", tmp=path.with_suffix(path.suffix + ".tmp"))
 
 
 def write_classification_report(out_dir: Path, y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], stem: str) -> None:

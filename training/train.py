@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_edge.device.atomic import replacing
 from emotion_edge.device.contract import ModelContract, labels_for, normalize
+from emotion_edge.device.errors import UsageError
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import metrics_dict, plot_curves, write_json, write_split_reports
 from emotion_edge.training.splits import Split, make_splits
@@ -76,7 +78,7 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, 
     if mode == "sqrt":
         inverse = np.sqrt(inverse)
     elif mode != "balanced":
-        raise ValueError(f"unknown class weighting {mode!r}; use none, sqrt or balanced")
+        raise UsageError(f"unknown class weighting {mode!r}; use none, sqrt or balanced")
     inverse *= counts.sum() / float((inverse * counts).sum())
     return {k: float(w) for k, w in enumerate(inverse)}
 
@@ -106,7 +108,7 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
         return keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
+    raise UsageError(f"unknown optimizer {config.optimizer!r}; use {' or '.join(OPTIMIZERS)}")
 
 
 def _compile(model, config: TrainConfig, steps_per_epoch: int) -> None:
@@ -177,9 +179,8 @@ def _callbacks(run: Path, config: TrainConfig, state: dict):
 
 
 def _atomic_save(model, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)  # a kill mid-save never destroys the last good file
+    with replacing(path, tmp=path.with_name(path.stem + ".tmp.keras")) as tmp:  # a kill mid-save keeps the last good file
+        model.save(tmp)
 
 
 def _prepare(split: Split, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -264,8 +265,16 @@ def _train(config: TrainConfig, resume: bool) -> dict:
 def _distill_targets(config: TrainConfig, data, contract: ModelContract, y_train: np.ndarray,
                      y_val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The wide targets of `training.distill` for the official Training (after --limit) and PublicTest faces."""
-    from emotion_edge.training.distill import (TeacherError, average_teachers, data_identity, load_ferplus_votes,
-                                               load_teacher_outputs, official_rows, select_labels, wide_targets)
+    from emotion_edge.training.distill import (
+        TeacherError,
+        average_teachers,
+        data_identity,
+        load_ferplus_votes,
+        load_teacher_outputs,
+        official_rows,
+        select_labels,
+        wide_targets,
+    )
 
     if config.protocol != "official" or data.skipped or not Path(config.data).is_file():
         raise TeacherError("distillation needs the official protocol on a complete FER2013 CSV (teacher outputs "

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Any, Callable
 
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.displays.config import HdmiConfig
 from emotion_edge.device.displays.worker import Clock, DisplayWorker, FpsMeter
-from emotion_edge.device.live import LiveState
 from emotion_edge.device.overlay import snapshot_hud, snapshot_overlay
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Start the displays the config enables; any that is absent or fails is logged once and left off.
 
-    displays = DisplayManager(config.display, daemon.live, camera_source=config.camera.source)
-    daemon.attach_camera_preview(displays.camera_preview)   # the HDMI preview rides the camera (when there is one)
-    displays.start(); daemon.run(); displays.stop()
+    displays = DisplayManager(config.display, live, camera_source=config.camera.source)
+    source = build_source(config, displays.camera_preview)   # the HDMI preview rides the camera (when there is one)
+    displays.start(); daemon.run(); displays.stop()           # as `daemon.app.App` does
 
 Nothing here can stop the camera loop or MQTT: opening a display happens once,
 before the loop, with every error caught; afterwards each display runs on its
@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.displays.config import DisplayConfig, OledConfig
 from emotion_edge.device.displays.hdmi import HdmiPreview, PreviewStarter, start_picamera2_preview
 from emotion_edge.device.displays.network import IpProvider, primary_ipv4
 from emotion_edge.device.displays.worker import Clock, DisplayWorker
-from emotion_edge.device.live import LiveState
 from emotion_edge.device.sources import PICAMERA_SPECS
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from emotion_edge.device.daemon.live import LiveState, Snapshot
 from emotion_edge.device.displays.config import OledConfig
 from emotion_edge.device.displays.network import IpProvider, primary_ipv4
 from emotion_edge.device.displays.worker import Clock, DisplayWorker, FpsMeter
-from emotion_edge.device.live import LiveState, Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emotion_edge.device.analyze import AnalyzeError, ArtifactSink, ImagePolicy, analyze_image, attach_outputs
-from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.web.errors import ANALYZE_STATUS, ApiError
 from emotion_edge.device.web.priority import lower_thread_priority
 from emotion_edge.device.web.results_cache import ResultsCache

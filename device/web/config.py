@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emotion_edge.device.config_schema import ConfigError
-from emotion_edge.device.credentials import read_secret_file
+from emotion_edge.device.config.schema import ConfigError
+from emotion_edge.device.config.secrets import read_secret_file
 
 MIN_TOKEN_LENGTH = 16
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"

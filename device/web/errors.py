@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from emotion_edge.device.errors import EmotionEdgeError
+
 # The HTTP status of each analysis error code (emotion_edge.device.analyze.AnalyzeError.code).
 ANALYZE_STATUS = {
     "not_an_image": 400,
@@ -16,7 +18,7 @@ ANALYZE_STATUS = {
 }
 
 
-class ApiError(Exception):
+class ApiError(EmotionEdgeError):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status

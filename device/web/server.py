@@ -16,10 +16,11 @@ from typing import Callable
 import uvicorn
 
 from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
-from emotion_edge.device.classifier import EmotionClassifier
 from emotion_edge.device.config import DaemonConfig
+from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.detection import make_detector
-from emotion_edge.device.live import LiveState
+from emotion_edge.device.errors import EmotionEdgeError
+from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig, resolve_token
@@ -34,8 +35,12 @@ START_TIMEOUT_S = 10.0
 GRACEFUL_SHUTDOWN_S = 2
 
 
+class ServerError(EmotionEdgeError, OSError):
+    """The HTTP server cannot listen or did not start."""
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on host:port; OSError (port in use, no such address) names both."""
+    """A listening-ready TCP socket on host:port; ServerError (an OSError: port in use, no such address) names both."""
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on accepted sockets whose proto
@@ -46,7 +51,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ServerError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -82,7 +87,7 @@ class HttpServer:
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 sock.close()
-                raise OSError(f"the HTTP server on {self.url} did not start (see the log above)")
+                raise ServerError(f"the HTTP server on {self.url} did not start (see the log above)")
             time.sleep(0.01)
         log.info("http server listening on %s", self.url, extra={"url": self.url})
         return self

@@ -75,8 +75,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from emotion_edge.device.contract import EMOTIONS, ModelContract, average_mirrors, normalize, with_mirrors  # noqa: E402
-from emotion_edge.training.distill import (DataIdentity, accuracy_metric, average_teachers,  # noqa: E402
-                                           distillation_loss, from_probabilities, save_teacher_outputs)
+from emotion_edge.training.distill import (  # noqa: E402
+    DataIdentity,
+    accuracy_metric,
+    average_teachers,
+    distillation_loss,
+    from_probabilities,
+    save_teacher_outputs,
+)
 from emotion_edge.training.gpu.augment import augment_faces  # noqa: E402
 from emotion_edge.training.gpu.pack import Pack, load_pack  # noqa: E402
 from emotion_edge.training.models import build_model, count_macs  # noqa: E402

@@ -1,0 +1,18 @@
+"""The device's subcommands' argparse: run, serve, analyze, listen, device-model, doctor. Each handler imports what it
+needs when it runs, so `emotion-edge --help` loads none of it.
+"""
+
+from emotion_edge.device import lazy_exports
+
+_EXPORTS = {
+    "add_analyze": "analyze",
+    "add_device_model": "device_model",
+    "add_doctor": "doctor",
+    "add_listen": "listen",
+    "connection_from_args": "listen",
+    "run_listen": "listen",
+    "add_run": "run",
+    "add_serve": "run",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

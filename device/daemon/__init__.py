@@ -1,0 +1,20 @@
+"""The running device: the camera loop, its live state, systemd notifications and the status file, and `app`,
+the one composition root that builds, starts and stops every part.
+"""
+
+from emotion_edge.device import lazy_exports
+
+_EXPORTS = {
+    "LiveState": "live",
+    "Snapshot": "live",
+    "Daemon": "loop",
+    "LoopCounters": "loop",
+    "ReadingHandler": "loop",
+    "build_source": "loop",
+    "change_logger": "loop",
+    "ServiceNotifier": "service",
+    "StatusFile": "service",
+    "read_status": "service",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

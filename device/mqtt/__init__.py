@@ -1,0 +1,40 @@
+"""MQTT: broker config and connection, event building, the on-disk spool, the publisher, Home Assistant
+discovery and the listener.
+"""
+
+from emotion_edge.device import lazy_exports
+
+_EXPORTS = {
+    "HomeAssistantConfig": "config",
+    "MqttConfig": "config",
+    "MqttTlsConfig": "config",
+    "Topics": "config",
+    "client_id_for": "config",
+    "device_prefix": "config",
+    "read_password": "config",
+    "BrokerConnection": "connection",
+    "describe_refusal": "connection",
+    "make_client": "connection",
+    "tls_context": "connection",
+    "EmotionEvent": "events",
+    "EventBuilder": "events",
+    "EventReason": "events",
+    "EventType": "events",
+    "FaceState": "events",
+    "PAYLOAD_VERSION": "events",
+    "iso_utc": "events",
+    "discovery_messages": "ha_discovery",
+    "node_id": "ha_discovery",
+    "status_topic": "ha_discovery",
+    "Listener": "listen",
+    "Received": "listen",
+    "subscriptions": "listen",
+    "MqttPublisher": "publisher",
+    "PublisherCounters": "inbox",
+    "attach": "publisher",
+    "Spool": "spool",
+    "SpoolError": "spool",
+    "SpoolStats": "spool",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

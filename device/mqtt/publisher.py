@@ -1,0 +1,400 @@
+"""Publish the daemon's events, room state and stats over MQTT without losing an event, whatever the broker does.
+
+Threads, and why:
+
+- the camera loop calls `handle_reading` per frame; it only turns readings into
+  events (events.py) and hands them over through a queue, so a slow disk or
+  broker never slows the loop;
+- paho's network thread (`loop_start`) connects asynchronously, reconnects with
+  backoff and runs the callbacks; callbacks only post to the queue (and publish
+  availability and discovery, which touch no shared state);
+- the worker thread owns the spool: it appends events (assigning their sequence
+  numbers), hands them to paho in order, and deletes each one when its PUBACK
+  arrives (`on_publish` with its mid).
+
+Order: at most `max_inflight` events are with paho at a time, always the
+oldest unacknowledged ones. paho keeps unacknowledged QoS 1 messages across a
+reconnect and re-sends them first; after a reconnect the worker hands over no
+new event until those re-sent ones are acknowledged, so a new event can never
+overtake an old one. After a restart everything still spooled is sent again
+from the oldest. Delivery is at least once: an event whose PUBACK was lost in
+an outage or a crash is sent twice, with the same `seq`; subscribers drop
+duplicates by `seq`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+
+from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.host import cpu_temperature_c
+from emotion_edge.device.mqtt import inbox
+from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
+from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
+from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
+from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
+from emotion_edge.device.mqtt.inbox import PublisherCounters
+from emotion_edge.device.mqtt.spool import Spool, SpoolStats
+from emotion_edge.device.pipeline import FrameReading
+from emotion_edge.device.room import RoomState, room_state
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # the worker's longest sleep: bounds how late a due stats or state message can be
+# Events waiting in memory while the spool cannot be written: beyond this many the oldest are dropped (counted in
+# stats.spool.pending_dropped). About 1 KB each: a few MB at most, hours of events from a busy room.
+PENDING_MAX = 5000
+STOPPED_ACK_TIMEOUT_S = 1.0
+EXTRA_INFLIGHT = 8  # paho's window also carries availability, state and stats messages besides the events
+HANDED_OVER = (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN)  # paho keeps both
+
+
+class MqttPublisher:
+    def __init__(self, config: MqttConfig, device_id: str, labels: tuple[str, ...], model_sha256: Callable[[], str],
+                 stats_source: Callable[[], dict[str, Any]] | None = None, live: LiveState | None = None):
+        self.config = config
+        self.device_id = device_id
+        self.labels = labels
+        self.model_sha256 = model_sha256  # a callable: the daemon can reload its model while running
+        self.topics = Topics.for_device(device_id, config.topic_prefix)
+        self.connection = BrokerConnection.from_config(config)  # reads the password now: a bad setting stops start-up
+        self.client_id = client_id_for(config, device_id)
+        self.builder = EventBuilder(labels, config.update_min_interval_s, config.update_refresh_s)
+        self.counters = PublisherCounters()
+        self.state_text = "connecting"
+        self._stats_source = stats_source
+        self._live = live
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._last_problem: str | None = None
+        self._room_key: tuple | None = None
+        self._client: mqtt.Client | None = None
+        self._spool: Spool | None = None
+        self._spool_stats = SpoolStats(0, 0, 0, 0)
+        self._thread: threading.Thread | None = None
+        # Owned by the worker thread only:
+        self._append_fault = inbox.Fault(f"writing events to the spool {config.spool_path}", log)
+        self._ack_fault = inbox.Fault(f"deleting delivered events from the spool {config.spool_path}", log)
+        self._worker_fault = inbox.Fault("the publisher's worker", log)
+        self._retry_at = 0.0  # no spool write or delete before this (monotonic) after a failure
+        self._ack_backlog: list[int] = []  # seqs the broker acknowledged that the spool could not delete yet
+        self._inflight: dict[int, int] = {}  # paho mid -> event seq
+        self._last_sent = 0  # highest seq handed to paho
+        self._resuming = False
+        self._unspooled: list[tuple[EmotionEvent, str]] = []  # (event, model sha256)
+        self._room: RoomState | None = None
+        self._room_dirty = False
+        self._room_published_at = -math.inf
+
+    # --- life cycle (the daemon's main thread) ---
+
+    def start(self) -> MqttPublisher:
+        client = make_client(self.connection, self.client_id)  # first: a TLS file problem stops start-up cleanly
+        self._spool = Spool(self.config.spool_path, self.config.spool_max_bytes)
+        self._spool_stats = self._spool.stats
+        client.will_set(self.topics.availability, "offline", qos=1, retain=True)
+        client.max_inflight_messages_set(self.config.max_inflight + EXTRA_INFLIGHT)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+        self._set_state("connecting")
+        log.info("mqtt: connecting to %s as %s", self.connection.address, self.client_id,
+                 extra={"broker": self.connection.address, "client_id": self.client_id, "topics": self.topics.prefix,
+                        "spooled": self._spool_stats.depth})
+        # connect_async: the first attempt happens on paho's thread, so a broker that is down at boot
+        # costs the camera loop nothing.
+        client.connect_async(self.connection.host, self.connection.port, self.connection.keepalive_s)
+        client.loop_start()
+        self._thread = threading.Thread(target=self._work, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Clean shutdown: end open tracks, deliver what the broker takes within `shutdown_flush_s`, then `stopped`.
+
+        Whatever is not acknowledged by then stays spooled for the next start.
+        """
+        if self._client is None or self._stopping.is_set():
+            return
+        self._inbox.put(inbox.EventBatch(self.builder.finish(), self.model_sha256()))
+        self._inbox.put(inbox.STOP)
+        if self._thread is not None:
+            self._thread.join(self.config.shutdown_flush_s + 5.0)
+        self._stopping.set()
+        worker_done = self._thread is None or not self._thread.is_alive()  # else a hung disk holds the spool
+        client = self._client
+        if self._connected.is_set():
+            info = client.publish(self.topics.availability, "stopped", qos=1, retain=True)
+            try:
+                info.wait_for_publish(STOPPED_ACK_TIMEOUT_S)
+            except (RuntimeError, ValueError):  # the connection dropped meanwhile: the will says offline instead
+                pass
+            # The broker acknowledges in order: the PUBACKs of events sent before `stopped` are in by now.
+            # Applying them spares the next start re-sending events that did arrive.
+            if worker_done:
+                self._apply_acks([item.mid for item in self._drain(0.0) if isinstance(item, inbox.Acked)])
+        client.disconnect()  # a clean DISCONNECT: the broker discards the will
+        client.loop_stop()
+        if self._spool is not None and worker_done:
+            self._spool_stats = self._spool.stats
+            self._spool.close()
+        self._set_state("stopped")
+        log.info("mqtt: stopped", extra={"spooled": self._spool_stats.depth, "delivered": self.counters.delivered})
+
+    # --- the camera loop's side ---
+
+    def handle_reading(self, reading: FrameReading) -> None:
+        """A reading handler for the camera loop: cheap, never blocks (the queue is unbounded; events are few)."""
+        events = self.builder.observe(reading)
+        if events:
+            self._inbox.put(inbox.EventBatch(events, self.model_sha256()))
+        room = self._room_of(reading)
+        key = (room.faces, room.dominant, tuple(room.counts.values()))
+        if key != self._room_key:
+            self._room_key = key
+            self._inbox.put(inbox.RoomItem(room))
+
+    def _room_of(self, reading: FrameReading) -> RoomState:
+        """`reading`'s room state: the live state's (updated before the handlers run), else computed here."""
+        snapshot = self._live.snapshot() if self._live is not None else None
+        if snapshot is not None and snapshot.reading is reading and snapshot.room is not None:
+            return snapshot.room
+        return room_state(reading, self.labels)
+
+    def stats(self) -> dict[str, Any]:
+        """A stats provider for the camera loop: the MQTT link and the spool."""
+        spool = self._spool_stats
+        return {
+            "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
+                     "events": self.counters.events, "delivered": self.counters.delivered,
+                     "inflight": len(self._inflight), "spool_errors": self.counters.spool_errors},
+            "spool": {"depth": spool.depth - len(self._ack_backlog) + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped,
+                      "pending_dropped": self.counters.pending_dropped},
+        }
+
+    # --- paho's thread ---
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason: mqtt.ReasonCode,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.counters.refused += 1
+            self._problem(logging.ERROR, describe_refusal(reason, self.connection), reason=str(reason))
+            return
+        client.publish(self.topics.availability, "online", qos=1, retain=True)
+        if self.config.homeassistant.enabled:
+            client.subscribe(status_topic(self.config.homeassistant), qos=1)
+            self._publish_discovery(client)
+        self.counters.connects += 1
+        self._last_problem = None
+        self._connected.set()
+        self._set_state("connected")
+        log.info("mqtt: connected to %s", self.connection.address,
+                 extra={"broker": self.connection.address, "connects": self.counters.connects})
+        self._inbox.put(inbox.CONNECTED)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._problem(logging.WARNING, f"cannot connect to {self.connection.address} (broker down, network or TLS "
+                                       f"handshake failed); retrying every {self.config.reconnect_min_s:g}-"
+                                       f"{self.config.reconnect_max_s:g} s, events are spooled meanwhile")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: mqtt.ReasonCode, properties: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping.is_set():
+            self._problem(logging.WARNING, f"lost the connection to {self.connection.address} ({reason}); "
+                                           "reconnecting, events are spooled meanwhile", reason=str(reason))
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: mqtt.ReasonCode,
+                    properties: Any) -> None:
+        self._inbox.put(inbox.Acked(mid))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == status_topic(self.config.homeassistant) and message.payload == b"online":
+            log.info("mqtt: Home Assistant came online; re-sending discovery", extra={"topic": message.topic})
+            self._publish_discovery(client)
+
+    def _publish_discovery(self, client: mqtt.Client) -> None:
+        for topic, config in discovery_messages(self.config.homeassistant, self.topics, self.device_id, self.labels):
+            client.publish(topic, json.dumps(config), qos=1, retain=True)
+
+    def _problem(self, level: int, text: str, **extra: Any) -> None:
+        """Log a connection problem once, not on every retry; the live state shows it until it clears."""
+        self._set_state(text)
+        if text != self._last_problem:
+            self._last_problem = text
+            log.log(level, "mqtt: %s", text, extra={"broker": self.connection.address, **extra})
+
+    def _set_state(self, text: str) -> None:
+        self.state_text = text
+        if self._live is not None:
+            self._live.update(mqtt=text)
+
+    # --- the worker thread ---
+
+    def _work(self) -> None:
+        next_stats = time.monotonic() + self.config.stats_interval_s
+        stopping = False
+        while not stopping:
+            now = time.monotonic()
+            wait = min(POLL_S, max(next_stats - now, 0.0))
+            if self._room_dirty:
+                wait = min(wait, max(self._room_published_at + self.config.state_min_interval_s - now, 0.0))
+            stopping = self._guarded_handle(self._drain(wait))
+            if time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.config.stats_interval_s
+                self._publish_stats()
+        self._flush(time.monotonic() + self.config.shutdown_flush_s)
+
+    def _drain(self, timeout: float) -> list[object]:
+        try:
+            items = [self._inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                items.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _guarded_handle(self, items: list[object]) -> bool:
+        """`_handle`, surviving anything: a dead worker would leave stats saying `connected` and send nothing more."""
+        try:
+            stop = self._handle(items)
+        except Exception as exc:  # noqa: BLE001 - logged once; the next round retries from the spool's state
+            self._worker_fault.failed(exc)
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
+            return any(item is inbox.STOP for item in items)
+        self._worker_fault.succeeded()
+        return stop
+
+    def _handle(self, items: list[object]) -> bool:
+        """Spool new events, apply acks, publish what is due; True once a stop was asked for."""
+        stop = False
+        acked = []
+        for item in items:
+            if isinstance(item, inbox.EventBatch):
+                self._unspooled += [(event, item.model_sha256) for event in item.events]
+            elif isinstance(item, inbox.Acked):
+                acked.append(item.mid)
+            elif isinstance(item, inbox.RoomItem):
+                self._room, self._room_dirty = item.room, True
+            elif item is inbox.CONNECTED:
+                # paho re-sends what was in flight first; new events wait until it is acknowledged.
+                self._resuming = bool(self._inflight)
+                self._room_dirty = self._room is not None
+            elif item is inbox.STOP:
+                stop = True
+        self._spool_pending()
+        self._apply_acks(acked)
+        if self._connected.is_set():
+            self._publish_room()
+            self._pump()
+        return stop
+
+    def _spool_pending(self) -> None:
+        if not self._unspooled or self._spool is None or time.monotonic() < self._retry_at:
+            return
+        last: dict[str, Any] = {}
+
+        def encoder(event: EmotionEvent, model_sha256: str) -> Callable[[int], bytes]:
+            def encode(seq: int) -> bytes:
+                last.clear()
+                last.update(event.to_payload(seq, self.device_id, model_sha256, self.labels))
+                return json.dumps(last, separators=(",", ":")).encode()
+            return encode
+
+        try:
+            self._spool.append([encoder(event, sha) for event, sha in self._unspooled])
+        except Exception as exc:  # noqa: BLE001 - a disk error must not kill the thread; the events are kept
+            self.counters.spool_errors += 1
+            self._append_fault.failed(exc, spool=str(self.config.spool_path), pending=len(self._unspooled))
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S  # never sleep: acks and the broker go on meanwhile
+            excess = len(self._unspooled) - PENDING_MAX
+            if excess > 0:
+                del self._unspooled[:excess]  # the oldest first, as the spool's own bound does
+                self.counters.pending_dropped += excess
+            self._spool_stats = self._spool.stats  # a full disk may have made the spool drop its oldest
+            return
+        self._append_fault.succeeded()
+        self.counters.events += len(self._unspooled)
+        self._unspooled = []
+        self._spool_stats = self._spool.stats
+        if self._live is not None:
+            self._live.update(last_event=dict(last))
+
+    def _apply_acks(self, mids: list[int]) -> None:
+        seqs = [self._inflight.pop(mid) for mid in mids if mid in self._inflight]  # other mids: state, stats, ...
+        self.counters.delivered += len(seqs)
+        self._ack_backlog += seqs
+        if not self._ack_backlog or self._spool is None or time.monotonic() < self._retry_at:
+            return
+        try:
+            self._spool.ack(self._ack_backlog)
+        except Exception as exc:  # noqa: BLE001 - delivered events stay spooled (not re-sent: _last_sent is past them)
+            self.counters.spool_errors += 1
+            self._ack_fault.failed(exc, spool=str(self.config.spool_path), backlog=len(self._ack_backlog))
+            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
+            return
+        self._ack_fault.succeeded()
+        self._ack_backlog = []
+        self._spool_stats = self._spool.stats
+
+    def _pump(self) -> None:
+        """Hand the oldest unsent spooled events to paho, up to the in-flight window."""
+        if self._resuming:
+            if self._inflight:
+                return
+            self._resuming = False
+        room = self.config.max_inflight - len(self._inflight)
+        if room <= 0 or self._spool is None or self._client is None:
+            return
+        for seq, payload in self._spool.peek(self._last_sent, room):
+            info = self._client.publish(self.topics.events, payload, qos=self.config.qos, retain=False)
+            if info.rc not in HANDED_OVER:
+                log.warning("mqtt: paho refused event %d (%s); will retry", seq, mqtt.error_string(info.rc),
+                            extra={"seq": seq})
+                return
+            self._inflight[info.mid] = seq
+            self._last_sent = seq
+
+    def _publish_room(self) -> None:
+        now = time.monotonic()
+        if not self._room_dirty or self._room is None or now - self._room_published_at < self.config.state_min_interval_s:
+            return
+        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()),
+                   **self._room.to_dict()}
+        self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
+        self._room_dirty, self._room_published_at = False, now
+
+    def _publish_stats(self) -> None:
+        if not self._connected.is_set() or self._client is None:
+            return  # stats are a snapshot, not history: nothing to catch up on later
+        try:
+            stats = self._stats_source() if self._stats_source is not None else self.stats()
+        except Exception as exc:  # noqa: BLE001 - a broken provider must not stop event delivery
+            log.warning("mqtt: stats unavailable (%s)", exc)
+            return
+        sha = self.model_sha256()
+        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()), **stats,
+                   "model_sha256": sha, "model_version": sha[:12], "cpu_temp_c": cpu_temperature_c()}
+        self._client.publish(self.topics.stats, json.dumps(payload, default=str), qos=0, retain=False)
+
+    def _flush(self, deadline: float) -> None:
+        """Spool what is left and deliver what the broker acknowledges before `deadline`."""
+        self._guarded_handle([])
+        while (self._connected.is_set() and (self._inflight or self._spool_stats.depth > len(self._ack_backlog))
+               and time.monotonic() < deadline):
+            self._guarded_handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))

@@ -1,0 +1,253 @@
+"""The on-disk queue of events not yet acknowledged by the broker: survives restarts and power cuts, bounded in size.
+
+Every event goes through the spool, delivered or not: it is appended (and so
+gets its sequence number) before it is published, and deleted only when the
+broker acknowledges it (QoS 1 PUBACK). A broker outage, a lost network or a
+killed daemon therefore leave the undelivered events here, to be sent in order
+once a broker answers again.
+
+Why SQLite in WAL mode: appends and deletes are small transactions that must
+be atomic (a torn journal line after a power cut would need hand-written
+recovery); WAL lets a reader (stats, tests, a curious operator with `sqlite3`)
+look without blocking the writer.
+
+Why `synchronous = FULL`: in WAL mode, NORMAL syncs only at checkpoints, so
+transactions committed since the last one survive a process crash but can be
+rolled back by a power cut. FULL syncs the WAL on every commit, which makes
+"appended" mean "on the SD card". The price is one fsync per commit; events
+come a few per second at most and are appended in batches on the publisher's
+own thread (never the camera loop's), so the price is affordable.
+
+Sequence numbers are per device, start at 1, increase by one per event and are
+stored in the spool, so they keep increasing across restarts and never repeat
+even after the spool empties. A gap a subscriber sees means events were
+dropped by the size bound (counted in `dropped`), never by a failure.
+
+Bounded by `max_bytes` of payload: when an append would exceed it, the oldest
+events are dropped first (an outage long enough to fill it makes the oldest
+events the least useful) and counted, persistently.
+
+A full disk is the same bound reached early: when an append fails with
+SQLITE_FULL the oldest spooled events are dropped (counted) to make room and
+the append is tried once more. If even that cannot be written, the error goes
+to the caller, which keeps the events and retries (mqtt/publisher.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from emotion_edge.device.errors import EmotionEdgeError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
+"""
+WAL_PAGES = 64
+WAL_BYTES = 256 * 1024
+ACK_CHUNK = 100  # well under SQLite's limit on bound parameters per statement; a small WAL per transaction
+
+
+class SpoolError(EmotionEdgeError, ValueError):
+    """The spool file cannot be used; the message names the setting, the file and what to do (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    depth: int  # events waiting for an acknowledgement
+    bytes: int  # their payload bytes
+    dropped: int  # events ever dropped by the size bound (persistent)
+    next_seq: int
+
+
+class Spool:
+    """Single-writer: use one instance from one thread at a time (the MQTT publisher's worker)."""
+
+    def __init__(self, path: Path, max_bytes: int):
+        self.path = path
+        self.max_bytes = max_bytes
+        self._db = _open(path)
+        self._depth, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
+        self._next_seq = self._meta("next_seq")
+        self._dropped = self._meta("dropped")
+
+    def _meta(self, key: str) -> int:
+        return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
+
+    @property
+    def stats(self) -> SpoolStats:
+        return SpoolStats(self._depth, self._bytes, self._dropped, self._next_seq)
+
+    def append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
+        """Give each builder the next sequence number, store what it returns; one transaction (one fsync) for all.
+
+        On a full disk, drops the oldest events to make room and tries once more; raises sqlite3.Error if the
+        events still cannot be stored (nothing is changed then).
+        """
+        try:
+            return self._append(builders)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self.release_log()
+            if not self._make_room(len(builders)):  # as many as come: a ring at the disk's capacity
+                raise
+        return self._append(builders)
+
+    def release_log(self) -> None:
+        """Best effort on a full disk: copy the write-ahead log into the file and truncate it, giving its space
+        back (fails quietly where the file would have to grow and cannot)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _make_room(self, count: int) -> int:
+        """Drop the `count` oldest events (the size bound's policy, reached early by a full disk); how many."""
+        with _transaction(self._db):
+            rows = self._db.execute("SELECT seq, size FROM events ORDER BY seq LIMIT ?", (count,)).fetchall()
+            if not rows:
+                return 0
+            self._db.execute("DELETE FROM events WHERE seq <= ?", (rows[-1][0],))
+            self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (len(rows),))
+        self._depth -= len(rows)
+        self._bytes -= sum(size for _, size in rows)
+        self._dropped += len(rows)
+        log.warning("spool: disk full, dropped the %d oldest event(s) to make room", len(rows),
+                    extra={"spool": str(self.path), "dropped": len(rows), "up_to_seq": rows[-1][0]})
+        return len(rows)
+
+    def _append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
+        if not builders:
+            return []
+        rows = [(self._next_seq + i, builder(self._next_seq + i)) for i, builder in enumerate(builders)]
+        added = sum(len(payload) for _, payload in rows)
+        with _transaction(self._db):  # the rows and the counter commit together or not at all
+            self._db.executemany("INSERT INTO events (seq, payload, size) VALUES (?, ?, ?)",
+                                 [(seq, payload, len(payload)) for seq, payload in rows])
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (rows[-1][0] + 1,))
+            dropped, freed = self._trim(self._bytes + added)
+        self._next_seq = rows[-1][0] + 1
+        self._depth += len(rows) - dropped
+        self._bytes += added - freed
+        self._dropped += dropped
+        return rows
+
+    def _trim(self, total: int) -> tuple[int, int]:
+        """Inside the caller's transaction: drop the oldest events until `total` fits; (events, bytes) dropped."""
+        if total <= self.max_bytes:
+            return 0, 0
+        excess, dropped, freed, last = total - self.max_bytes, 0, 0, 0
+        for seq, size in self._db.execute("SELECT seq, size FROM events ORDER BY seq"):
+            if freed >= excess:
+                break
+            dropped, freed, last = dropped + 1, freed + size, seq
+        self._db.execute("DELETE FROM events WHERE seq <= ?", (last,))
+        self._db.execute("UPDATE meta SET value = value + ? WHERE key = 'dropped'", (dropped,))
+        log.warning("spool full: dropped the %d oldest event(s)", dropped,
+                    extra={"spool": str(self.path), "dropped": dropped, "up_to_seq": last, "max_bytes": self.max_bytes})
+        return dropped, freed
+
+    def peek(self, after_seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` spooled events with seq > `after_seq`, oldest first."""
+        return [(seq, bytes(payload)) for seq, payload in self._db.execute(
+            "SELECT seq, payload FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit))]
+
+    def ack(self, seqs: Iterable[int]) -> int:
+        """Delete acknowledged events; unknown ones (already dropped) are ignored. Returns how many were deleted."""
+        wanted = sorted(set(seqs))
+        deleted = 0
+        # One transaction per chunk: on a nearly full disk a smaller write-ahead log still fits, and every
+        # chunk deleted is progress (deleting twice is harmless, so a later retry of the whole list is safe).
+        for start in range(0, len(wanted), ACK_CHUNK):
+            chunk = wanted[start:start + ACK_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with _releasing_log_when_full(self), _transaction(self._db):  # rolled back, then the log released
+                count, size = self._db.execute(
+                    f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events WHERE seq IN ({marks})", chunk).fetchone()
+                self._db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
+            self._depth -= count
+            self._bytes -= size
+            deleted += count
+        return deleted
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): the connection is in autocommit mode otherwise."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        # SQLite rolls back by itself after some errors (SQLITE_FULL, SQLITE_IOERR); a second ROLLBACK would
+        # raise "no transaction is active" and hide the cause.
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+@contextlib.contextmanager
+def _releasing_log_when_full(spool: Spool) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if _is_full(exc):
+            spool.release_log()
+        raise
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or SQLite's max_page_count) is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _connect(path)
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc) and "malformed" not in str(exc):
+            raise SpoolError(f"mqtt.spool_path: cannot open {path} ({exc})") from None
+        # A corrupt spool must not keep a headless sensor from starting: keep it for inspection, start afresh.
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        log.error("spool %s was corrupt (%s); moved it to %s and started an empty one", path, exc, aside,
+                  extra={"spool": str(path), "moved_to": str(aside)})
+        return _connect(path)
+    except OSError as exc:
+        raise SpoolError(f"mqtt.spool_path: cannot create {path} ({exc.strerror}); "
+                         "point it at a writable directory (the service's StateDirectory)") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        # isolation_level=None: transactions are opened explicitly (_transaction), never implicitly.
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise SpoolError(f"mqtt.spool_path: cannot open {path} ({exc}); "
+                         "point it at a writable directory (the service's StateDirectory)") from None
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        raise SpoolError(f"mqtt.spool_path: {path} cannot use SQLite's WAL mode (got {mode}); use a local file system")
+    db.execute("PRAGMA synchronous = FULL")
+    # A small write-ahead log: checkpointed every WAL_PAGES pages and cut back to WAL_BYTES afterwards. By
+    # default it grows to 4 MB before a checkpoint, and on a full disk a log that large can hold all the free
+    # space, so that neither a delete (which writes to the log) nor a checkpoint (which grows the file) succeeds.
+    db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+    db.execute(f"PRAGMA journal_size_limit = {WAL_BYTES}")
+    db.executescript(SCHEMA)
+    return db

@@ -1,0 +1,70 @@
+"""Shared by the MQTT tests and bench/mqtt_latency.py: synthetic readings, a face video, the payload schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotion_edge.device.contract import EMOTIONS
+from emotion_edge.device.geometry import Box
+from emotion_edge.device.pipeline import FaceReading, FrameReading
+from emotion_edge.device.smoothing import SmoothedState
+
+SCHEMAS = Path(__file__).resolve().parent.parent.parent / "device" / "schemas"
+LABELS = tuple(EMOTIONS)
+MODEL_SHA = "ab" * 32
+
+
+def probabilities(emotion: str, confidence: float = 0.8) -> np.ndarray:
+    p = np.full(len(LABELS), (1.0 - confidence) / (len(LABELS) - 1))
+    p[LABELS.index(emotion)] = confidence
+    return p
+
+
+def face(track_id: int, emotion: str, confidence: float = 0.8, is_new: bool = False,
+         box: tuple[float, float, float, float] = (0.25, 0.2, 0.3, 0.4)) -> FaceReading:
+    p = probabilities(emotion, confidence)
+    state = SmoothedState(LABELS.index(emotion), confidence, p, changed=is_new)
+    pixels = Box(box[0] * 640, box[1] * 480, box[2] * 640, box[3] * 480)
+    return FaceReading(track_id, pixels, box, p, state, is_new)
+
+
+def reading(index: int, timestamp: float, faces: tuple[FaceReading, ...] = (),
+            ended: tuple[int, ...] = ()) -> FrameReading:
+    return FrameReading(index, timestamp, faces, ended, detected=True)
+
+
+def schema(name: str) -> dict[str, Any]:
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+
+
+def validator(name: str):
+    from jsonschema import Draft202012Validator
+
+    document = schema(name)
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def write_face_video(path: Path, cycles: int = 3, face_frames: int = 8, empty_frames: int = 3) -> Path:
+    """A 320x240 clip where scikit-image's astronaut appears for `face_frames` frames, then leaves, `cycles` times.
+
+    With the tracker's max_missed = 1 every cycle gives a `new` and an `end` event.
+    """
+    import cv2
+    from skimage import data
+
+    head = cv2.resize(np.ascontiguousarray(data.astronaut()[0:300, 80:380, ::-1]), (150, 150))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for _ in range(cycles):
+        for i in range(face_frames):
+            canvas = np.full((240, 320, 3), 90, np.uint8)
+            canvas[45:195, 40 + 4 * i: 190 + 4 * i] = head
+            writer.write(canvas)
+        for _ in range(empty_frames):
+            writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    return path

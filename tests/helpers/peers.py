@@ -1,0 +1,72 @@
+"""Real peers and polling: find a peer program or optional module (skip, or fail under CI), free ports, waits."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, NoReturn, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def _missing(message: str) -> NoReturn:
+    """Skip on a developer's machine; fail under CI's EMOTION_EDGE_REQUIRE_PEERS=1, where nothing may be missing."""
+    if os.environ.get("EMOTION_EDGE_REQUIRE_PEERS") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def require_binary(name: str, package: str) -> str:
+    """Path of a real peer program (mosquitto, sshd, ...); skip without it, but fail under CI's EMOTION_EDGE_REQUIRE_PEERS=1."""
+    import shutil
+
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    _missing(f"{name} not found: install Debian's {package} package (apt-get install {package})")
+
+
+def require_module(name: str, extra: str = "test") -> ModuleType:
+    """A module from an optional extra (jsonschema, selenium, ...), imported; like require_binary, a missing one
+    skips on a developer's machine but fails in CI, so CI can never pass by skipping a whole test module."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        _missing(f"{name} cannot be imported ({exc}): pip install -e '.[{extra}]'")
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = 20.0,
+               describe: Callable[[], str] = lambda: "") -> T:
+    """Poll `condition` until it returns something truthy, and return that; after `timeout` seconds fail, naming
+    `what` and what `describe` says of the last try. The default is generous for a loaded 2-core CI machine:
+    a wait returns as soon as its condition holds."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}; {describe()}"
+        time.sleep(0.02)
+    return result
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port` (a peer that has finished starting)."""
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (tests only ever talk to loopback)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
