@@ -229,7 +229,7 @@ def check_model(model_path: Path, threads: int) -> CheckResult:
                                     "seeds the shipped one, `emotion-edge deploy` a new one")
     accuracy = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
     size = classifier.contract.input_size
-    shown = f"{model_path}" + (f" -> {classifier.path.name}" if classifier.path != model_path else "")
+    shown = f"{model_path}" + (f" -> {os.readlink(model_path)}" if model_path.is_symlink() else "")
     return ok(name, f"{shown}: {len(classifier.labels)} classes, {size}x{size} input, sha256 {classifier.sha256[:12]}"
               + (f", PrivateTest {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""))
 
