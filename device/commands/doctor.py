@@ -4,8 +4,8 @@ A Pi owner runs it when something does not work. It reads the same config file a
 order a problem usually shows up: the config itself, the camera (picamera2 or a V4L2 device, the `video`
 group), the emotion model and its contract, the face detector's files, the MQTT password and TLS files, the
 broker (a TCP connect, then an MQTT CONNECT with the configured login), the spool's free space, the I2C
-display, the HTTP bind and token, the service under systemd, the clock, and the CPU's temperature and
-throttling flags where the Pi reports them.
+display, the HTTP bind and token, the service under systemd, the running daemon's status file, the clock, and
+the CPU's temperature and throttling flags where the Pi reports them.
 
 Every check returns a `CheckResult`: OK, WARN (works, but look at it) or FAIL (the daemon will not work as
 configured); a WARN or FAIL says what to do. The exit status is 1 when any check FAILs. Nothing here changes
