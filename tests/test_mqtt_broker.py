@@ -264,6 +264,40 @@ def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_v
     assert running.publisher.stats()["spool"] == {"depth": 0, "bytes": 0, "dropped": 0, "pending_dropped": 0}
 
 
+def test_delivery_resumes_within_a_second_or_so_of_a_broker_back_from_a_long_outage(mosquitto_binary, face_video,
+                                                                                    tmp_path):
+    # reconnect_min_s = 2 (max the default 60): paho alone tries at 2, 6, 14 s after the broker left, so a broker
+    # back after a 7 s outage would wait about 7 s more for the device. The probe brings it back within ~0.5 s.
+    outage_s = 7.0
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), persistence=True) as broker:
+        inbox = listen(broker.port, subscriptions(TOPICS.prefix), client_id="test-logger", persistent=True)
+        config = mqtt_config(broker.port, tmp_path, reconnect_min_s=2.0, reconnect_max_s=60.0)
+        running = RunningDaemon(daemon_config(face_video, config))
+        try:
+            inbox.wait(lambda i: len(i.events()) >= 3, "events before the outage")
+            broker.stop()
+            left = time.monotonic()
+            wait_until(lambda: running.publisher.stats()["mqtt"]["state"] != "connected", "the device to notice")
+            before = running.publisher.stats()["mqtt"]
+            time.sleep(outage_s)
+            during = running.publisher.stats()["mqtt"]
+            seen = len(inbox.events())
+            broker.start()
+            back = time.monotonic()
+            inbox.wait(lambda i: len(i.events()) > seen, "the first event after the broker came back")
+            resumed_s = time.monotonic() - back
+        finally:
+            running.stop()
+            inbox.listener.close()
+    # Generous for a loaded machine: paho's own backoff would be ~7 s here.
+    assert resumed_s < 3.0, f"delivery resumed {resumed_s:.1f} s after the broker came back"
+    down_s = back - left
+    attempts, probes = during["attempts"] - before["attempts"], during["probes"] - before["probes"]
+    # No hammering: a handful of MQTT attempts (paho's doubling) and one bare TCP connect per 0.5 s at most.
+    assert attempts <= 4, f"{attempts} connection attempts in a {down_s:.1f} s outage"
+    assert probes <= down_s / 0.5 + 2, f"{probes} TCP probes in a {down_s:.1f} s outage"
+
+
 def _write_config(path: Path, port: int, spool: Path, video: Path) -> Path:
     path.write_text(f"""device_id = "{DEVICE}"
 [camera]
