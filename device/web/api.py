@@ -82,6 +82,7 @@ class AnalyzerPool:
         if not analyzers:
             raise ValueError("an AnalyzerPool needs at least one analyzer")
         self.size = len(analyzers)
+        self.analyzers = tuple(analyzers)  # for `serve`'s reload, which reads the served model off the first
         self.max_queued = max_queued
         self._idle: asyncio.Queue[Analyzer] = asyncio.Queue()
         for analyzer in analyzers:
