@@ -31,7 +31,7 @@ def _add_daemon_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
-    """`--config` (else the defaults) with `--model` applied, and logging set up as it says: `run` and `serve`."""
+    """`--config` (else the defaults) with `--model` applied, and logging set up as it says (`-v`: debug): `run`, `serve`."""
     from dataclasses import replace
 
     from emotion_edge.device.config import DaemonConfig, load_config
@@ -39,7 +39,8 @@ def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
     from emotion_edge.device.model.metadata import packaged_model_path
 
     config = load_config(args.config) if args.config else DaemonConfig()
-    configure_logging(config.log.level, config.log.format)
+    # `emotion-edge -v` asks for debug logging for this run, whatever level the config sets for the service.
+    configure_logging("DEBUG" if getattr(args, "verbose", False) else config.log.level, config.log.format)
     model = args.model or (config.model.path if args.config else packaged_model_path())
     return replace(config, model=replace(config.model, path=model))
 
