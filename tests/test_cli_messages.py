@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 
 from emotion_edge.device.model.metadata import packaged_model_path
+from emotion_edge.main import build_parser
 
 
 def emotion_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -49,3 +51,28 @@ def test_verbose_raises_the_log_level_of_run_over_the_config(tmp_path):
     assert " INFO " not in quiet.stderr
     stopped = [line for line in verbose.stderr.splitlines() if " INFO emotion_edge.device.daemon.loop: stopped " in line]
     assert stopped and " frames=3 " in stopped[0], verbose.stderr[-2000:]
+
+
+def subcommand(name: str) -> argparse.ArgumentParser:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
+def test_train_evaluate_and_quantize_options_have_help_and_show_their_defaults():
+    # Before: train's --arch, --epochs, --batch-size, ... and evaluate's --protocol, --skip-bad had no help text,
+    # so no default showed either; quantize hid all of its defaults.
+    for name in ("train", "evaluate", "quantize"):
+        parser = subcommand(name)
+        shown = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or isinstance(action, argparse._HelpAction):
+                continue
+            option = action.option_strings[-1]
+            assert action.help, f"{name} {option} has no help text"
+            if not action.required and action.default not in (None, False, "", []):
+                assert f"default: {action.default}" in shown, f"{name} {option} hides its default {action.default!r}"
+    train = " ".join(subcommand("train").format_help().split())
+    for shown_default in ("(default: edge-vgg)", "(default: 60)", "(default: 128)", "(default: 0.001)",
+                          "(default: 0.1)", "(default: sqrt)", "(default: 1234)"):
+        assert shown_default in train
+    assert "(default: 300)" in " ".join(subcommand("quantize").format_help().split())
