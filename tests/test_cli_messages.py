@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from emotion_edge.device.model.metadata import packaged_model_path
-from emotion_edge.main import build_parser
+from emotion_edge.main import build_parser, main
 
 
 def emotion_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -76,3 +76,15 @@ def test_train_evaluate_and_quantize_options_have_help_and_show_their_defaults()
                           "(default: 0.1)", "(default: sqrt)", "(default: 1234)"):
         assert shown_default in train
     assert "(default: 300)" in " ".join(subcommand("quantize").format_help().split())
+
+
+RETRAIN = ["retrain", "--data", "fer2013.csv", "--run-dir", "runs/x", "--out", "models/x.tflite"]
+
+
+def test_retrain_no_deploy_needs_no_devices_and_a_deploy_says_which_options_it_needs(capsys):
+    # Before: argparse demanded --host or --inventory even with --no-deploy, which deploys nowhere.
+    args = build_parser().parse_args([*RETRAIN, "--no-deploy"])
+    assert args.no_deploy and args.host is None and args.inventory is None
+    assert main(RETRAIN) == 2  # refused before anything slow: no training starts
+    err = capsys.readouterr().err
+    assert "--host" in err and "--inventory" in err and "--no-deploy" in err, err
