@@ -88,3 +88,19 @@ def test_retrain_no_deploy_needs_no_devices_and_a_deploy_says_which_options_it_n
     assert main(RETRAIN) == 2  # refused before anything slow: no training starts
     err = capsys.readouterr().err
     assert "--host" in err and "--inventory" in err and "--no-deploy" in err, err
+
+
+def test_analyze_with_annotate_at_an_existing_file_says_so_and_still_prints_every_result(tmp_path):
+    # Before: a bare "[Errno 17] File exists" and no result for any file.
+    images = []
+    for name in ("a.png", "b.png"):
+        images.append(tmp_path / name)
+        assert cv2.imwrite(str(images[-1]), np.full((120, 160, 3), 90, np.uint8))
+    taken = tmp_path / "out.jpg"
+    taken.write_bytes(b"an existing file")
+    result = emotion_edge("analyze", *map(str, images), "--annotate", str(taken))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert f"--annotate {taken}: is a file, not a folder" in result.stderr and "give a folder path" in result.stderr
+    assert "Errno" not in result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [str(p) for p in images], result.stdout
+    assert taken.read_bytes() == b"an existing file"
