@@ -104,3 +104,16 @@ def test_analyze_with_annotate_at_an_existing_file_says_so_and_still_prints_ever
     assert "Errno" not in result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == [str(p) for p in images], result.stdout
     assert taken.read_bytes() == b"an existing file"
+
+
+def test_a_bad_bind_address_is_named_as_such_not_as_a_missing_token(tmp_path):
+    # Before: 127.0.0.999 did not parse, so it was "not loopback", and serve said it needed a token.
+    result = emotion_edge("serve", "--bind", "127.0.0.999", "--port", "0", timeout=60)
+    assert result.returncode == 2
+    assert "--bind" in result.stderr and "'127.0.0.999' is not a valid IP address" in result.stderr, result.stderr
+    assert "token" not in result.stderr
+    config = tmp_path / "config.toml"
+    config.write_text('[http]\nbind = "127.0.0.999"\n')
+    result = emotion_edge("serve", "--config", str(config), "--port", "0", timeout=60)
+    assert result.returncode == 2 and "'127.0.0.999' is not a valid IP address" in result.stderr, result.stderr
+    assert "bind" in result.stderr and "token" not in result.stderr

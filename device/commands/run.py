@@ -19,7 +19,10 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                                    "Stops on SIGTERM or Ctrl-C; SIGHUP reloads the model at [model] path, keeping "
                                    "the served one if the new one fails validation.")
     _add_daemon_config_options(p)
-    p.add_argument("--bind", help="override [http] bind (an address other than 127.0.0.1 needs a token)")
+    from emotion_edge.device.web.config import bind_address
+
+    p.add_argument("--bind", type=bind_address,
+                   help="override [http] bind (an address other than 127.0.0.1 needs a token)")
     p.add_argument("--port", type=int, help="override [http] port")
     p.set_defaults(handler=_run_serve)
 
