@@ -443,6 +443,25 @@ def test_a_wrong_password_is_reported_once_and_the_camera_loop_goes_on(mosquitto
     assert "wrong-s3cret" not in caplog.text
 
 
+def test_a_broker_that_accepts_tcp_but_refuses_the_login_keeps_the_doubling_backoff(mosquitto_binary, tmp_path,
+                                                                                      monkeypatch):
+    # The reconnect probe ends a wait only when a refusing port starts accepting; a broker that is up but says
+    # "not authorized" must still be tried at 0, 0.5, 1.5, 3.5 s (reconnect_min_s = 0.5), not hammered.
+    monkeypatch.setenv("EE_TEST_MQTT_PASSWORD", "wrong-s3cret")
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"device": "right"}) as broker:
+        config = mqtt_config(broker.port, tmp_path, username="device", password_env="EE_TEST_MQTT_PASSWORD",
+                             reconnect_min_s=0.5, reconnect_max_s=60.0)
+        publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA)
+        started = time.monotonic()
+        publisher.start()
+        try:
+            wait_until(lambda: publisher.counters.refused >= 4, "four refused logins")
+            elapsed = time.monotonic() - started
+        finally:
+            publisher.close()
+    assert elapsed >= 3.0, f"4 refused logins within {elapsed:.2f} s: the backoff was cut short"
+
+
 def test_listen_command_prints_one_json_line_per_message(broker, tmp_path):
     command = [sys.executable, "-m", "emotion_edge.main", "listen", "--host", "127.0.0.1", "--port", str(broker.port),
                "--device", DEVICE, "--only", "events", "--count", "2", "--timeout", str(TIMEOUT)]
