@@ -185,9 +185,13 @@ def directory_sink(folder: Path, stem: str) -> ArtifactSink:
     """Outputs as files in `folder`: `<stem>.jpg` for the annotated image, `<stem>-face0.png` ... for crops."""
 
     def write(name: str, data: bytes) -> str:
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / (stem + Path(name).suffix if name.startswith("annotated") else f"{stem}-{name}")
-        path.write_bytes(data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:  # this file's error record, not the end of the run: the other files go on
+            raise AnalyzeError("output_failed", f"cannot write {path} ({exc.strerror or exc}); the output folder "
+                                                f"{folder} must be a folder this user can write to") from None
         return str(path)
 
     return write

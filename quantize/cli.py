@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from emotion_edge.device.commands.options import DefaultsHelpFormatter
 from emotion_edge.device.errors import UsageError
 
 
 def add_quantize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="convert a trained model to int8 TFLite and prove parity (workstation)",
                        description="Full-integer int8 conversion with a parity report and gate. Exit status 1 "
-                                   "when the int8 model loses too much accuracy or agrees on too few faces.")
+                                   "when the int8 model loses too much accuracy or agrees on too few faces.",
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("source", type=Path, help="run folder from `emotion-edge train`, or a .keras file")
     p.add_argument("--out", type=Path, required=True, help="output .tflite path, e.g. models/edge-vgg.tflite")
     p.add_argument("--data", required=True, help="FER2013 CSV or image folders (calibration and parity)")
@@ -19,8 +21,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--io-dtype", choices=["int8", "uint8"], default="int8", help="input/output tensor type")
     p.add_argument("--max-drop", type=float, default=1.0, help="largest allowed accuracy loss, in points")
     p.add_argument("--min-agreement", type=float, default=0.97, help="smallest allowed top-1 agreement (0-1)")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the calibration sample")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip and count bad records instead of stopping at the first (default: stop)")
     p.add_argument("--single-pass", action="store_true",
                    help="contract without flip averaging: half the device's work per face, more int8 near-tie flips")
     p.set_defaults(handler=_run_quantize)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,12 @@ from pathlib import Path
 from emotion_edge.device.errors import UsageError
 from emotion_edge.systemd.inventory import DEFAULT_COMMAND, DEFAULT_CONFIG, DEFAULT_RELOAD, Host
 
+log = logging.getLogger(__name__)
 
-def _add_target_args(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group(required=True)
+
+def _add_target_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The devices to deploy to and how to reach them; `retrain` checks them itself (not needed with --no-deploy)."""
+    where = p.add_mutually_exclusive_group(required=required)
     where.add_argument("--host", action="append", metavar="[USER@]HOST[:PORT]",
                        help="a device; repeat for several (the first is the canary)")
     where.add_argument("--inventory", type=Path, metavar="FILE", help="TOML inventory of devices (see systemd/README.md)")
@@ -87,8 +91,10 @@ def add_retrain(sub: argparse._SubParsersAction) -> None:
                    help="the deployed model's file, evaluated on --data's PrivateTest (default: the accuracy in the "
                         "sidecar of the canary's current model)")
     p.add_argument("--tolerance", type=float, default=0.0, help="PrivateTest points the new model may lose")
-    p.add_argument("--no-deploy", action="store_true", help="stop after the gates")
-    _add_target_args(p)
+    p.add_argument("--no-deploy", action="store_true",
+                   help="stop after the gates; needs no --host or --inventory (without --baseline as well, only the "
+                        "parity gate judges the new model)")
+    _add_target_args(p, required=False)
     p.set_defaults(handler=_run_retrain)
 
 
@@ -100,7 +106,18 @@ def _canary_accuracy(args: argparse.Namespace) -> float | None:
     return None if accuracy is None else float(accuracy)
 
 
+def _check_retrain_targets(args: argparse.Namespace) -> None:
+    """Before hours of training: a deploy needs its devices; a run that only gates needs none."""
+    if not args.no_deploy and not (args.host or args.inventory):
+        raise UsageError("deploying the new model needs the devices: give --host [USER@]HOST (repeatable) or "
+                         "--inventory FILE, or --no-deploy to stop after the gates")
+    if args.no_deploy and not (args.host or args.inventory or args.baseline):
+        log.warning("retrain: no --baseline and no device to read the deployed model's accuracy from; "
+                    "only the parity gate judges the new model")
+
+
 def _run_retrain(args: argparse.Namespace) -> int:
+    _check_retrain_targets(args)
     from emotion_edge.training.cli import use_fast_cpu_kernels
 
     use_fast_cpu_kernels()
@@ -115,7 +132,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
         train=lambda: train(config, resume=args.resume),
         quantize=lambda: quantize_candidate(args.run_dir, args.out, options),
         baseline_accuracy=(lambda: accuracy_on_private_test(args.baseline, args.data)) if args.baseline
-        else (lambda: _canary_accuracy(args)),
+        else (lambda: _canary_accuracy(args)) if args.host or args.inventory else (lambda: None),
         deploy=lambda model: _deploy_model(model, args),
     )
     outcome = run_retrain(stages, args.tolerance, deploy=not args.no_deploy)

@@ -186,6 +186,17 @@ def test_bad_form_and_parameters(client, schema, photo):
     assert_error(client.get("/api/v1/nothing"), 404, "not_found")
 
 
+@pytest.mark.parametrize("keep", [0.02, 0.5, -10])  # inside the part's headers, inside the image, before the close
+def test_a_truncated_form_is_reported_as_truncated_not_as_a_missing_image(client, schema, photo, keep):
+    # Before: a form cut short lost its `image` part (or half of it), and the answer was `missing_image`.
+    form = httpx.Request("POST", "http://x/", files={"image": ("a.jpg", encode(photo, ".jpg"), "image/jpeg")})
+    body = form.read()
+    cut = body[: int(len(body) * keep)] if keep > 0 else body[:keep]
+    response = analyze(client, schema, content=cut, headers={"Content-Type": form.headers["Content-Type"]})
+    assert_error(response, 400, "truncated_upload")
+    assert f"{len(cut):,} bytes" in response.json()["error"]["message"]
+
+
 class GatedDetector:
     """A real detector that waits at a gate, so a test can hold an analysis in progress."""
 

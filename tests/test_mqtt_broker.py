@@ -264,6 +264,40 @@ def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_v
     assert running.publisher.stats()["spool"] == {"depth": 0, "bytes": 0, "dropped": 0, "pending_dropped": 0}
 
 
+def test_delivery_resumes_within_a_second_or_so_of_a_broker_back_from_a_long_outage(mosquitto_binary, face_video,
+                                                                                    tmp_path):
+    # reconnect_min_s = 2 (max the default 60): paho alone tries at 2, 6, 14 s after the broker left, so a broker
+    # back after a 7 s outage would wait about 7 s more for the device. The probe brings it back within ~0.5 s.
+    outage_s = 7.0
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), persistence=True) as broker:
+        inbox = listen(broker.port, subscriptions(TOPICS.prefix), client_id="test-logger", persistent=True)
+        config = mqtt_config(broker.port, tmp_path, reconnect_min_s=2.0, reconnect_max_s=60.0)
+        running = RunningDaemon(daemon_config(face_video, config))
+        try:
+            inbox.wait(lambda i: len(i.events()) >= 3, "events before the outage")
+            broker.stop()
+            left = time.monotonic()
+            wait_until(lambda: running.publisher.stats()["mqtt"]["state"] != "connected", "the device to notice")
+            before = running.publisher.stats()["mqtt"]
+            time.sleep(outage_s)
+            during = running.publisher.stats()["mqtt"]
+            seen = len(inbox.events())
+            broker.start()
+            back = time.monotonic()
+            inbox.wait(lambda i: len(i.events()) > seen, "the first event after the broker came back")
+            resumed_s = time.monotonic() - back
+        finally:
+            running.stop()
+            inbox.listener.close()
+    # Generous for a loaded machine: paho's own backoff would be ~7 s here.
+    assert resumed_s < 3.0, f"delivery resumed {resumed_s:.1f} s after the broker came back"
+    down_s = back - left
+    attempts, probes = during["attempts"] - before["attempts"], during["probes"] - before["probes"]
+    # No hammering: a handful of MQTT attempts (paho's doubling) and one bare TCP connect per 0.5 s at most.
+    assert attempts <= 4, f"{attempts} connection attempts in a {down_s:.1f} s outage"
+    assert probes <= down_s / 0.5 + 2, f"{probes} TCP probes in a {down_s:.1f} s outage"
+
+
 def _write_config(path: Path, port: int, spool: Path, video: Path) -> Path:
     path.write_text(f"""device_id = "{DEVICE}"
 [camera]
@@ -407,6 +441,25 @@ def test_a_wrong_password_is_reported_once_and_the_camera_loop_goes_on(mosquitto
     assert "refused the connection: Not authorized" in message and "user 'device'" in message
     assert "mqtt.password_env" in message and state == message.removeprefix("mqtt: ")
     assert "wrong-s3cret" not in caplog.text
+
+
+def test_a_broker_that_accepts_tcp_but_refuses_the_login_keeps_the_doubling_backoff(mosquitto_binary, tmp_path,
+                                                                                      monkeypatch):
+    # The reconnect probe ends a wait only when a refusing port starts accepting; a broker that is up but says
+    # "not authorized" must still be tried at 0, 0.5, 1.5, 3.5 s (reconnect_min_s = 0.5), not hammered.
+    monkeypatch.setenv("EE_TEST_MQTT_PASSWORD", "wrong-s3cret")
+    with Mosquitto(mosquitto_binary, tmp_path / "broker", free_port(), users={"device": "right"}) as broker:
+        config = mqtt_config(broker.port, tmp_path, username="device", password_env="EE_TEST_MQTT_PASSWORD",
+                             reconnect_min_s=0.5, reconnect_max_s=60.0)
+        publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA)
+        started = time.monotonic()
+        publisher.start()
+        try:
+            wait_until(lambda: publisher.counters.refused >= 4, "four refused logins")
+            elapsed = time.monotonic() - started
+        finally:
+            publisher.close()
+    assert elapsed >= 3.0, f"4 refused logins within {elapsed:.2f} s: the backoff was cut short"
 
 
 def test_listen_command_prints_one_json_line_per_message(broker, tmp_path):

@@ -7,6 +7,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from emotion_edge.device.commands.options import DefaultsHelpFormatter
 from emotion_edge.device.errors import UsageError
 from emotion_edge.training.train import TrainConfig
 
@@ -26,29 +27,39 @@ _DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if not callable(f.de
 def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network on FER2013 (workstation)",
                        description="Train a network on FER2013 into a resumable run folder with reports.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
     p.add_argument("--run-dir", required=True, type=Path, help="run folder (created; reused with --resume)")
-    p.add_argument("--arch", default=_DEFAULTS["arch"], choices=list(ARCHITECTURE_NAMES))
+    p.add_argument("--arch", default=_DEFAULTS["arch"], choices=list(ARCHITECTURE_NAMES),
+                   help="network: edge-vgg (this project's), edge-vgg-m/-l (larger), seed-model2/seed-cnn "
+                        "(the seed paper's); see README")
     p.add_argument("--classes", default="", help="comma-separated subset, e.g. angry,happy,sad,surprise,neutral")
     p.add_argument("--protocol", default=_DEFAULTS["protocol"], choices=["official", "stratified"],
                    help="official Training/PublicTest/PrivateTest, or the seed paper's stratified 80:10:10")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"])
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"])
-    p.add_argument("--learning-rate", type=float, default=_DEFAULTS["learning_rate"])
-    p.add_argument("--label-smoothing", type=float, default=_DEFAULTS["label_smoothing"])
+    p.add_argument("--epochs", type=int, default=_DEFAULTS["epochs"],
+                   help="most epochs to train (early stopping may end sooner; see --patience)")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS["batch_size"], help="faces per training step")
+    p.add_argument("--learning-rate", type=float, default=_DEFAULTS["learning_rate"],
+                   help="peak learning rate, reached after the warm-up, then cosine-decayed")
+    p.add_argument("--label-smoothing", type=float, default=_DEFAULTS["label_smoothing"],
+                   help="share of each one-hot label spread over the other classes (0: none)")
     p.add_argument("--optimizer", default=_DEFAULTS["optimizer"], choices=["adamw", "sgd"],
                    help="AdamW, or SGD with Nesterov momentum (both with decoupled weight decay)")
     p.add_argument("--momentum", type=float, default=_DEFAULTS["momentum"], help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"])
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS["weight_decay"], help="decoupled weight decay")
     p.add_argument("--warmup-epochs", type=int, default=_DEFAULTS["warmup_epochs"],
                    help="linear learning-rate warm-up before the cosine decay")
     p.add_argument("--precision", default=_DEFAULTS["precision"], choices=["auto", "bf16", "fp32"],
                    help="auto: bf16 where the CPU computes it natively (AVX-512 BF16, AMX), else fp32")
-    p.add_argument("--class-weight", default=_DEFAULTS["class_weight"], choices=["none", "sqrt", "balanced"])
+    p.add_argument("--class-weight", default=_DEFAULTS["class_weight"], choices=["none", "sqrt", "balanced"],
+                   help="loss weight per class against FER2013's imbalance: none, inverse square root of the "
+                        "class's frequency, or inverse frequency")
     p.add_argument("--patience", type=int, default=_DEFAULTS["patience"], help="early-stopping patience (epochs)")
-    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=_DEFAULTS["seed"],
+                   help="seed of the weights, the shuffling, the augmentation and the stratified split")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train on the faces as they are (default: random crops, zoom, flips, "
+                        "brightness/contrast jitter and erasing)")
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip averaging in the reports")
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records instead of stopping")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke runs)")
@@ -100,7 +111,7 @@ def add_teacher_outputs(sub: argparse._SubParsersAction) -> None:
                                    "probabilities compactly (float16 log-probabilities, compressed .npz keyed by "
                                    "FER2013 row and the CSV's sha256 and size). The file holds no images or labels. "
                                    "Use it with `emotion-edge train --teacher FILE.npz`.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="teacher: run folder, .keras file or .tflite file")
     p.add_argument("--data", required=True, help="the FER2013 CSV (.csv/.csv.gz) the student will train on")
     p.add_argument("--out", required=True, type=Path, help="output .npz, e.g. runs/teachers/vgg-l.npz")
@@ -125,15 +136,19 @@ def _run_teacher_outputs(args: argparse.Namespace) -> int:
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="report a Keras or .tflite model on a FER2013 split",
-                       description="Accuracy, macro-F1, per-class F1, confusion matrix and report for one split.")
+                       description="Accuracy, macro-F1, per-class F1, confusion matrix and report for one split.",
+                       formatter_class=DefaultsHelpFormatter)
     p.add_argument("model", help="run folder, .keras file or .tflite file (with its .json contract)")
     p.add_argument("--data", required=True, help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
-    p.add_argument("--split", default="PrivateTest", help="Training, PublicTest or PrivateTest (default)")
-    p.add_argument("--protocol", default="official", choices=["official", "stratified"])
+    p.add_argument("--split", default="PrivateTest", help="Training, PublicTest or PrivateTest")
+    p.add_argument("--protocol", default="official", choices=["official", "stratified"],
+                   help="official Training/PublicTest/PrivateTest, or the seed paper's stratified 80:10:10 "
+                        "(use the one the model was trained with)")
     p.add_argument("--seed", type=int, default=_DEFAULTS["seed"], help="seed of the stratified protocol")
     p.add_argument("--tta", action="store_true", help="average with horizontally flipped faces")
     p.add_argument("--out", type=Path, help="report folder (default: eval-<split> beside the model)")
-    p.add_argument("--skip-bad", action="store_true")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip and count bad records instead of stopping at the first (default: stop)")
     p.set_defaults(handler=_run_evaluate)
 
 

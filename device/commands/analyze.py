@@ -48,7 +48,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
     # One image policy for the CLI and the HTTP API: the same pixel limit, checked on the header before decoding.
     policy = ImagePolicy(None, args.max_pixels or config.http.max_pixels,
                          "raise the limit with --max-pixels N (or [http] max_pixels in --config)")
-    results = [analyze_file(path, detector, classifier, make_pipeline, args.annotate, args.crops, policy)
+    annotate, crops = _output_folder(args.annotate, "--annotate"), _output_folder(args.crops, "--crops")
+    unusable = (annotate, crops) != (args.annotate, args.crops)
+    results = [analyze_file(path, detector, classifier, make_pipeline, annotate, crops, policy)
                for path in args.files]
     if args.json:
         print(dumps(results))
@@ -62,4 +64,16 @@ def _run_analyze(args: argparse.Namespace) -> int:
             else:
                 tracks = {f["track_id"] for fr in r["frames"] for f in fr["faces"]}
                 print(f"{r['file']}: {len(r['frames'])} frames, {len(tracks)} tracked face(s)")
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if unusable or any("error" in r for r in results) else 0
+
+
+def _output_folder(folder: Path | None, option: str) -> Path | None:
+    """`folder`, or None (said once on stderr) when it is an existing file: better every file's results without
+    that output than one bare "[Errno 17] File exists" and no results at all (`--annotate photo.jpg` is easy
+    to type by mistake)."""
+    if folder is None or not folder.exists() or folder.is_dir():
+        return folder
+    print(f"emotion-edge analyze: {option} {folder}: is a file, not a folder; {option} writes into a folder "
+          f"(created if missing): give a folder path, or move {folder} away. Analyzing without {option}.",
+          file=sys.stderr)
+    return None

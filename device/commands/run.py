@@ -16,9 +16,13 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="only the HTTP analyze API, without a camera",
                        description="Serve POST /api/v1/analyze (see README 'HTTP API and status page') with the "
                                    "config's [http], [model] and [detector] settings, whatever [http] enabled says. "
-                                   "Stops on SIGTERM or Ctrl-C.")
+                                   "Stops on SIGTERM or Ctrl-C; SIGHUP reloads the model at [model] path, keeping "
+                                   "the served one if the new one fails validation.")
     _add_daemon_config_options(p)
-    p.add_argument("--bind", help="override [http] bind (an address other than 127.0.0.1 needs a token)")
+    from emotion_edge.device.web.config import bind_address
+
+    p.add_argument("--bind", type=bind_address,
+                   help="override [http] bind (an address other than 127.0.0.1 needs a token)")
     p.add_argument("--port", type=int, help="override [http] port")
     p.set_defaults(handler=_run_serve)
 
@@ -30,7 +34,7 @@ def _add_daemon_config_options(p: argparse.ArgumentParser) -> None:
 
 
 def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
-    """`--config` (else the defaults) with `--model` applied, and logging set up as it says: `run` and `serve`."""
+    """`--config` (else the defaults) with `--model` applied, and logging set up as it says (`-v`: debug): `run`, `serve`."""
     from dataclasses import replace
 
     from emotion_edge.device.config import DaemonConfig, load_config
@@ -38,7 +42,8 @@ def _daemon_config(args: argparse.Namespace) -> DaemonConfig:
     from emotion_edge.device.model.metadata import packaged_model_path
 
     config = load_config(args.config) if args.config else DaemonConfig()
-    configure_logging(config.log.level, config.log.format)
+    # `emotion-edge -v` asks for debug logging for this run, whatever level the config sets for the service.
+    configure_logging("DEBUG" if getattr(args, "verbose", False) else config.log.level, config.log.format)
     model = args.model or (config.model.path if args.config else packaged_model_path())
     return replace(config, model=replace(config.model, path=model))
 
@@ -48,17 +53,33 @@ def _run_serve(args: argparse.Namespace) -> int:
     import threading
     from dataclasses import replace
 
-    from emotion_edge.device.web.server import build_server
+    # Handlers first, as `run` does: SIGHUP's default action would end the server (a deploy sends it to reload).
+    # The handlers only set events; the reload itself runs below, on this thread, never inside a handler.
+    wake, stop, reload = threading.Event(), threading.Event(), threading.Event()
+
+    def request(event: threading.Event) -> None:
+        event.set()
+        wake.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: request(stop))
+    signal.signal(signal.SIGHUP, lambda *_: request(reload))
+
+    from emotion_edge.device.web.server import ServedModel, build_server
 
     config = _daemon_config(args)
     overrides = {k: v for k, v in (("bind", args.bind), ("port", args.port)) if v is not None}
     config = replace(config, http=replace(config.http, enabled=True, **overrides))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     with build_server(config, live=None) as server:
+        assert server.service is not None
+        model = ServedModel(config.model.path, server.service, config.http.analyze_threads)
         print(f"serving the analyze API on {server.url}/api/v1/analyze", flush=True)
-        stop.wait()
+        while not stop.is_set():
+            wake.wait()
+            wake.clear()
+            if reload.is_set() and not stop.is_set():
+                reload.clear()
+                model.reload()
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile
+from emotion_edge.device.logs import fields_text
 from emotion_edge.device.model.reload import load_replacement
 from emotion_edge.device.pipeline import FacePipeline, FrameReading
 from emotion_edge.device.sources import (
@@ -134,10 +135,10 @@ class Daemon:
                 if time.monotonic() >= next_stats:
                     stats = self.stats()
                     self.live.update(stats=stats)
-                    log.info("stats", extra=stats)
+                    log.info("stats %s", fields_text(stats), extra=stats)
                     next_stats += self.config.pipeline.stats_interval_s
         final = self.stats()
-        log.info("stopped", extra=final)
+        log.info("stopped %s", fields_text(final), extra=final)
         return final
 
     def stop(self) -> None:

@@ -6,7 +6,8 @@ Threads, and why:
   events (events.py) and hands them over through a queue, so a slow disk or
   broker never slows the loop;
 - paho's network thread (`loop_start`) connects asynchronously, reconnects with
-  backoff and runs the callbacks; callbacks only post to the queue (and publish
+  backoff (cut short as soon as a broker that was away accepts again: see
+  connection.ProbingClient) and runs the callbacks; callbacks only post to the queue (and publish
   availability and discovery, which touch no shared state);
 - the worker thread owns the spool: it appends events (assigning their sequence
   numbers), hands them to paho in order, and deletes each one when its PUBACK
@@ -38,7 +39,13 @@ from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.host import cpu_temperature_c
 from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
-from emotion_edge.device.mqtt.connection import BrokerConnection, describe_refusal, make_client
+from emotion_edge.device.mqtt.connection import (
+    BrokerConnection,
+    LinkCounts,
+    ProbingClient,
+    describe_refusal,
+    make_client,
+)
 from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
@@ -77,7 +84,7 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._last_problem: str | None = None
         self._room_key: tuple | None = None
-        self._client: mqtt.Client | None = None
+        self._client: ProbingClient | None = None
         self._spool: Spool | None = None
         self._spool_stats = SpoolStats(0, 0, 0, 0)
         self._thread: threading.Thread | None = None
@@ -173,11 +180,18 @@ class MqttPublisher:
             return snapshot.room
         return room_state(reading, self.labels)
 
+    @property
+    def link_counts(self) -> LinkCounts:
+        """Connection attempts and TCP probes so far: how hard the device tried a broker that was away."""
+        return self._client.counts if self._client is not None else LinkCounts()
+
     def stats(self) -> dict[str, Any]:
         """A stats provider for the camera loop: the MQTT link and the spool."""
         spool = self._spool_stats
+        link = self.link_counts
         return {
             "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
+                     "attempts": link.attempts, "probes": link.probes,
                      "events": self.counters.events, "delivered": self.counters.delivered,
                      "inflight": len(self._inflight), "spool_errors": self.counters.spool_errors},
             "spool": {"depth": spool.depth - len(self._ack_backlog) + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped,

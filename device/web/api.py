@@ -82,6 +82,7 @@ class AnalyzerPool:
         if not analyzers:
             raise ValueError("an AnalyzerPool needs at least one analyzer")
         self.size = len(analyzers)
+        self.analyzers = tuple(analyzers)  # for `serve`'s reload, which reads the served model off the first
         self.max_queued = max_queued
         self._idle: asyncio.Queue[Analyzer] = asyncio.Queue()
         for analyzer in analyzers:
@@ -164,9 +165,14 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[bytes, str]:
     The declared content type only tells a form from a raw body; what the bytes are is sniffed later.
     """
     body = await _limited_body(request, max_bytes)
-    content_type, _ = parse_options_header(request.headers.get("content-type", ""))
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
         return body, "upload"
+    boundary = params.get(b"boundary")
+    if boundary and b"--" + boundary + b"--" not in body:
+        # The parser would silently drop the unfinished part: a cut-short upload would read as "no image part".
+        raise ApiError(400, "truncated_upload", f"the multipart form ends after {len(body):,} bytes without its "
+                                               "closing boundary: the upload was cut short; send it again whole")
     try:
         form = await MultiPartParser(request.headers, _replay(body), max_files=1, max_fields=8).parse()
     except (MultiPartException, ValueError, KeyError) as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from emotion_edge.device.config.secrets import read_secret_file
 
 MIN_TOKEN_LENGTH = 16
 MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
+BIND_EXAMPLES = "use an address of this machine: 127.0.0.1 (this machine only), 0.0.0.0 or :: (every interface)"
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,38 @@ class HttpConfig:
             raise ValueError(f"field 'max_queued' must be >= 0, got {self.max_queued}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"field 'jpeg_quality' must be 1-100, got {self.jpeg_quality}")
-        if not self.bind:
-            raise ValueError("field 'bind' must be an address such as \"127.0.0.1\" or \"0.0.0.0\"")
+        problem = bind_address_problem(self.bind)
+        if problem:
+            raise ValueError(f"field 'bind' = {self.bind!r} {problem}; {BIND_EXAMPLES}")
+
+
+def bind_address_problem(bind: str) -> str | None:
+    """Why `bind` cannot be an address to listen on, judged by its form alone (no DNS lookup); None if it can.
+
+    Checked where the address is given, so a typo such as 127.0.0.999 is named as such, not reported later as
+    "serves beyond this machine, needs a token" (an address that fails to parse is not loopback).
+    """
+    host = bind.strip("[]")
+    if not host:
+        return "is empty"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if ":" in host or re.fullmatch(r"[0-9.]+", host):
+            return "is not a valid IP address"
+        if not _HOST_NAME.match(host):
+            return "is neither an IP address nor a host name"
+    return None
+
+
+def bind_address(text: str) -> str:
+    """argparse type for `--bind`: the error names the option and the bad address."""
+    import argparse
+
+    problem = bind_address_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}; {BIND_EXAMPLES}")
+    return text
 
 
 def is_loopback(host: str) -> bool:

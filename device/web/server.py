@@ -21,6 +21,7 @@ from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.detection import make_detector
 from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.model.reload import load_replacement
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
 from emotion_edge.device.web.app import create_app
 from emotion_edge.device.web.config import HttpConfig, resolve_token
@@ -58,8 +59,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class HttpServer:
     """uvicorn serving one app from a daemon thread; `stop()` ends open streams and joins the thread."""
 
-    def __init__(self, app, config: HttpConfig, stopping: threading.Event | None = None):
+    def __init__(self, app, config: HttpConfig, stopping: threading.Event | None = None,
+                 service: AnalyzeService | None = None):
         self.app = app
+        self.service = service
         self.config = config
         self.stopping = stopping or threading.Event()
         # Not uvicorn's limit_concurrency: it counts idle connections and answers in plain text (connections.py).
@@ -127,7 +130,41 @@ def build_server(config: DaemonConfig, live: LiveState | None,
                              ResultsCache(http.result_cache_bytes, http.result_ttl_s),
                              ImagePolicy(WEB_FORMATS, http.max_pixels), http.max_body_bytes, model_path)
     preview = Preview(live, config.device_id, http.preview_fps, http.jpeg_quality, stopping) if live is not None else None
-    return HttpServer(create_app(token, service, preview), http, stopping)
+    return HttpServer(create_app(token, service, preview), http, stopping, service)
+
+
+class ServedModel:
+    """`serve`'s model across SIGHUP, as `run` does it: the model now at [model] path replaces the served one only
+    once it loads and keeps the labels; otherwise the API goes on with the old one and the log says why.
+
+    Validation happens here, on the thread that handles the signal; the analyzers then switch on their next
+    request (Analyzer.follow), each loading its own copy in its own worker thread, since LiteRT interpreters are
+    not thread-safe. A deploy points [model] path (a symlink) at the new file and sends SIGHUP.
+    """
+
+    def __init__(self, path: Path, service: AnalyzeService, threads: int):
+        self.path = path
+        self.threads = threads
+        self.classifier = service.pool.analyzers[0].classifier
+        self.current = self.classifier.path
+        service.model_path = lambda: self.current
+
+    def reload(self) -> bool:
+        """Switch to the model now at `path` if it validates; False (logged with the reason) keeps the served one."""
+        target = self.path.resolve()
+        if target == self.current:
+            log.info("reload: %s is already the served model", target)
+            return True
+        try:
+            candidate = load_replacement(target, self.threads, self.classifier)
+        except (ValueError, OSError) as exc:
+            log.error("reload refused, keeping model %s: %s", self.classifier.sha256[:12], exc,
+                      extra={"target": str(target), "kept_sha256": self.classifier.sha256})
+            return False
+        old, self.classifier, self.current = self.classifier.sha256, candidate, candidate.path
+        log.info("reloaded model %s (was %s)", candidate.sha256[:12], old[:12],
+                 extra={"model_sha256": candidate.sha256, "previous_sha256": old, "path": str(target)})
+        return True
 
 
 def start_for_daemon(config: DaemonConfig, live: LiveState,
