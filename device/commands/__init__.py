@@ -1,4 +1,4 @@
-"""The device's subcommands' argparse: run, serve, analyze, listen, device-model. Each handler imports what it
+"""The device's subcommands' argparse: run, serve, analyze, listen, report, device-model. Each handler imports what it
 needs when it runs, so `emotion-edge --help` loads none of it.
 """
 
@@ -10,6 +10,8 @@ _EXPORTS = {
     "add_listen": "listen",
     "connection_from_args": "listen",
     "run_listen": "listen",
+    "add_report": "report",
+    "run_report": "report",
     "add_run": "run",
     "add_serve": "run",
 }
