@@ -194,7 +194,8 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA,
                               stats_source=lambda: {"fps": 12.5}).start()
     try:
-        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4, "discovery")
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4 + len(LABELS),
+                   "discovery")
         publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
         publisher.handle_reading(reading(1, time.monotonic(), (face(1, "sad"),)))
         publisher.handle_reading(reading(2, time.monotonic(), (), ended=(1,)))
@@ -203,7 +204,8 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
         # Home Assistant says it restarted: the configs come again.
         before = len([m for m in inbox.received if m.topic.startswith("homeassistant/")])
         paho_publish.single("homeassistant/status", "online", qos=1, hostname="127.0.0.1", port=broker.port)
-        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= before + 4,
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")])
+                   >= before + 4 + len(LABELS),
                    "discovery re-sent after homeassistant/status online")
     finally:
         publisher.close()
@@ -211,8 +213,10 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
 
     check = validator("ha_discovery")
     assert sorted(t.split("/")[1] + "/" + t.split("/")[3] for t in configs) == [
-        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps"]
+        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps",
+        *sorted(f"sensor/share_{label}" for label in LABELS)]
     env = jinja2.Environment()
+    shares: dict[str, list[float]] = {}
     latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1]}
     for topic, config in configs.items():
         check.validate(config)
@@ -229,8 +233,19 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
             value = template.render(value_json=latest[config["state_topic"].rsplit("/", 1)[1]])
             if "options" in config:
                 assert value in config["options"]
+            elif topic.split("/")[3].startswith("share_"):
+                # Per-emotion shares, graphed by Home Assistant's long-term statistics: % of the faces in view.
+                label = topic.split("/")[3].removeprefix("share_")
+                assert config["unit_of_measurement"] == "%" and config["state_class"] == "measurement"
+                for state in inbox.payloads("state"):
+                    expected = 100 * state["counts"][label] / state["faces"] if state["faces"] else 0
+                    assert float(template.render(value_json=state)) == pytest.approx(expected, abs=0.05)
+                shares[label] = [float(template.render(value_json=st)) for st in inbox.payloads("state")]
             else:
                 assert float(value) == {"faces": 0.0, "fps": 12.5}[topic.split("/")[3]]
+    faces = [state["faces"] for state in inbox.payloads("state")]
+    assert max(faces) == 1 and shares["happy"][faces.index(1)] == 100.0  # one happy face: happy is 100%
+    assert all(sum(column) in (0, 100) for column in zip(*shares.values()))
     # The schema rejects what Home Assistant would reject.
     event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
     assert not check.is_valid({k: v for k, v in event_config.items() if k != "state_topic"})
