@@ -46,8 +46,14 @@ class Recorder:
         self._error: BaseException | None = None
 
     def start(self) -> Recorder:
+        """Start writing, then subscribe; a broker that refuses (BrokerError) leaves nothing running."""
         self._writer.start()
-        self.listener.start()
+        try:
+            self.listener.start()
+        except BaseException:
+            self._stop.set()
+            self._writer.join()
+            raise
         return self
 
     def stop(self) -> None:
