@@ -116,6 +116,8 @@ def run_record(args: argparse.Namespace) -> int:
     connection = connection_from_args(args)
     prefix = args.prefix or device_prefix(args.device)
     kinds = tuple(k for k in (args.only or RECORDED_KINDS) if k in RECORDED_KINDS)
+    if not kinds:
+        raise UsageError(f"--record keeps {', '.join(RECORDED_KINDS)}: --only names none of them")
     store = RecordStore(args.record)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
