@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from emotion_edge import __version__
-from emotion_edge.device.commands import add_analyze, add_device_model, add_doctor, add_listen, add_run, add_serve
+from emotion_edge.device.commands import (
+    add_analyze,
+    add_device_model,
+    add_doctor,
+    add_listen,
+    add_report,
+    add_run,
+    add_serve,
+)
 from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.logs import configure_logging
 from emotion_edge.quantize.cli import add_quantize
@@ -32,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     add_listen(sub)
     add_doctor(sub)
+    add_report(sub)
     return parser
 
 

@@ -194,7 +194,8 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA,
                               stats_source=lambda: {"fps": 12.5}).start()
     try:
-        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4, "discovery")
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4 + len(LABELS),
+                   "discovery")
         publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
         publisher.handle_reading(reading(1, time.monotonic(), (face(1, "sad"),)))
         publisher.handle_reading(reading(2, time.monotonic(), (), ended=(1,)))
@@ -203,7 +204,8 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
         # Home Assistant says it restarted: the configs come again.
         before = len([m for m in inbox.received if m.topic.startswith("homeassistant/")])
         paho_publish.single("homeassistant/status", "online", qos=1, hostname="127.0.0.1", port=broker.port)
-        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= before + 4,
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")])
+                   >= before + 4 + len(LABELS),
                    "discovery re-sent after homeassistant/status online")
     finally:
         publisher.close()
@@ -211,8 +213,10 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
 
     check = validator("ha_discovery")
     assert sorted(t.split("/")[1] + "/" + t.split("/")[3] for t in configs) == [
-        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps"]
+        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps",
+        *sorted(f"sensor/share_{label}" for label in LABELS)]
     env = jinja2.Environment()
+    shares: dict[str, float] = {}
     latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1]}
     for topic, config in configs.items():
         check.validate(config)
@@ -229,8 +233,21 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
             value = template.render(value_json=latest[config["state_topic"].rsplit("/", 1)[1]])
             if "options" in config:
                 assert value in config["options"]
+            elif topic.split("/")[3].startswith("share_"):
+                # Per-emotion shares, graphed by Home Assistant's long-term statistics: % of the faces in view.
+                label = topic.split("/")[3].removeprefix("share_")
+                assert config["unit_of_measurement"] == "%" and config["state_class"] == "measurement"
+                # The delivered states (state_min_interval_s may fold the one-face state into the last, empty one)
+                # and a room of three faces, two happy and one sad, as the state topic would carry it.
+                three = {**latest["state"], "faces": 3, "dominant": "happy",
+                         "counts": {**{k: 0 for k in LABELS}, "happy": 2, "sad": 1}}
+                for state in [*inbox.payloads("state"), three]:
+                    expected = 100 * state["counts"][label] / state["faces"] if state["faces"] else 0
+                    assert float(template.render(value_json=state)) == pytest.approx(expected, abs=0.05)
+                shares[label] = float(template.render(value_json=three))
             else:
                 assert float(value) == {"faces": 0.0, "fps": 12.5}[topic.split("/")[3]]
+    assert shares == {**{k: 0.0 for k in LABELS}, "happy": 66.7, "sad": 33.3}
     # The schema rejects what Home Assistant would reject.
     event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
     assert not check.is_valid({k: v for k, v in event_config.items() if k != "state_topic"})

@@ -24,6 +24,7 @@ from emotion_edge.device.contract import EMOTIONS
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.daemon.loop import Daemon
+from emotion_edge.device.daemon.timeline import Timeline
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import MqttConfig, Topics
 from emotion_edge.device.sources import Frame
@@ -65,10 +66,10 @@ def daemon_config(video: Path, tmp_path: Path, mqtt_config: MqttConfig | None = 
 
 
 @contextlib.contextmanager
-def running(config: DaemonConfig) -> Iterator[tuple[Daemon, HttpServer]]:
+def running(config: DaemonConfig, live: LiveState | None = None) -> Iterator[tuple[Daemon, HttpServer]]:
     """The camera loop on its thread with the HTTP server and, with [mqtt] on, the publisher, as `emotion-edge run`
     starts them; yields once the daemon sees the person."""
-    daemon = build_daemon(config)
+    daemon = build_daemon(config, live=live)
     publisher = attach_mqtt(daemon) if config.mqtt.enabled else None
     loop = threading.Thread(target=daemon.run, name="camera-loop", daemon=True)  # a hung loop must not hold pytest
     loop.start()
@@ -213,6 +214,67 @@ def test_status_page_in_headless_chromium(publishing_daemon, tmp_path):
         assert cv2.imread(str(screenshot)).shape[1] >= 1000
     finally:
         browser.quit()
+
+
+@pytest.mark.peer
+def test_the_status_page_draws_the_timeline_of_a_running_daemon(face_video, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # A short window of short buckets, so a test run fills it: the same ring buffer as the daemon's hour of 10 s.
+    live = LiveState(EMOTIONS, Timeline(bucket_s=1.0, span_s=60.0))
+    with running(daemon_config(face_video, tmp_path), live) as (daemon, web), \
+            httpx.Client(base_url=web.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as client:
+        wait_until(lambda: len(client.get("/api/v1/timeline").json()["points"]) >= 5, "five timeline points")
+        browser = chromium()
+        try:
+            browser.get(f"{web.url}/?token={TOKEN}")
+            wait = WebDriverWait(browser, TIMEOUT, poll_frequency=0.2)
+            rects = wait.until(lambda b: len(found := b.find_elements(By.CSS_SELECTOR, "#timeline rect.dominant")) >= 5
+                               and found)
+            drawn = [rect.get_attribute("data-emotion") for rect in rects]
+            faces = browser.find_element(By.ID, "timeline-faces").get_attribute("points").split()
+            timeline = client.get("/api/v1/timeline").json()  # fetched after the page's: it holds the page's points
+            legend = browser.find_element(By.ID, "timeline-legend").text
+            screenshot = tmp_path / "status-page-timeline.png"
+            assert browser.save_screenshot(str(screenshot))
+            assert browser.find_element(By.ID, "error").text == ""
+            resources = browser.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)")
+        finally:
+            browser.quit()
+    assert timeline["bucket_s"] == 1.0 and timeline["labels"] == list(EMOTIONS)
+    api = [p["dominant"] for p in timeline["points"] if p["dominant"] is not None]
+    settled = drawn[:-1]  # the page's last point was the bucket in progress; the others no longer change
+    assert any(api[i:i + len(settled)] == settled for i in range(len(api))), (drawn, api)
+    assert set(drawn) <= set(EMOTIONS) and all(label in legend for label in set(drawn))
+    # One person throughout: a full bucket's mean is 1 face, drawn at the top of the faces area (y = 44).
+    assert len(faces) >= 5 and sum(float(point.split(",")[1]) == 44.0 for point in faces) >= len(faces) - 2, faces
+    assert all(name.startswith(web.url) for name in resources), resources  # nothing from outside the device
+    assert cv2.imread(str(screenshot)).shape[1] >= 1000
+
+
+def test_the_timeline_keeps_one_point_per_bucket_for_a_bounded_span():
+    from emotion_edge.device.room import RoomState
+
+    clock = FakeClock()
+    timeline = Timeline(bucket_s=10.0, span_s=60.0, clock=clock)
+    happy = RoomState(2, "happy", 0.8, {"happy": 1, "sad": 1})
+    empty = RoomState(0, None, 0.0, {"happy": 0, "sad": 0})
+    for second in range(0, 200):  # 20 buckets, 4 frames a second
+        for quarter in range(4):
+            clock.now = 1000.0 + second + quarter / 4
+            timeline.observe(happy if second % 20 < 10 else empty)
+    points = timeline.points()
+    assert len(points) == 6 and timeline._points.maxlen == 6  # bounded: the last minute, whatever the frame rate
+    assert [p.start for p in points] == [1140.0, 1150.0, 1160.0, 1170.0, 1180.0, 1190.0]
+    assert [p.dominant for p in points] == ["happy", None, "happy", None, "happy", None]
+    assert points[0].faces == 2.0 and points[0].max_faces == 2 and points[0].frames == 40
+    assert points[0].shares == {"happy": 50.0, "sad": 50.0} and points[1].shares == {"happy": 0.0, "sad": 0.0}
+    body = timeline.to_dict()
+    assert body["labels"] == ["happy", "sad"] and body["points"][1]["time"] == "1970-01-01T00:19:10.000Z"
+    with pytest.raises(ValueError):
+        Timeline(bucket_s=0)
 
 
 def test_mjpeg_stream_and_state_over_http(running_daemon):

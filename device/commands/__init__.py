@@ -1,5 +1,5 @@
-"""The device's subcommands' argparse: run, serve, analyze, listen, device-model, doctor. Each handler imports what it
-needs when it runs, so `emotion-edge --help` loads none of it.
+"""The device's subcommands' argparse: run, serve, analyze, listen, report, device-model, doctor. Each handler
+imports what it needs when it runs, so `emotion-edge --help` loads none of it.
 """
 
 from emotion_edge.device import lazy_exports
@@ -11,6 +11,8 @@ _EXPORTS = {
     "add_listen": "listen",
     "connection_from_args": "listen",
     "run_listen": "listen",
+    "add_report": "report",
+    "run_report": "report",
     "add_run": "run",
     "add_serve": "run",
 }

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from emotion_edge.device.errors import UsageError
 from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, device_prefix, read_password
 from emotion_edge.device.mqtt.connection import BrokerConnection
 from emotion_edge.device.mqtt.listen import TOPIC_KINDS, Listener, Received, subscriptions
@@ -37,6 +38,13 @@ def add_listen(sub: argparse._SubParsersAction) -> None:
                    help="keep a broker session: messages sent while this listener is away are delivered on return")
     p.add_argument("--count", type=int, default=0, help="exit after this many messages (0: run until interrupted)")
     p.add_argument("--timeout", type=float, default=0.0, help="exit after this many seconds (0: no limit)")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="keep every event, state and stats message in this SQLite recording (appended, deduplicated; "
+                        "README 'Recording and reports') instead of printing them")
+    p.add_argument("--batch-s", type=float, default=1.0,
+                   help="with --record: write at most every this many seconds, one transaction per batch (default 1)")
+    p.add_argument("--export-csv", type=Path, metavar="DIR",
+                   help="with --record: write the recording's tables as CSV files into DIR and exit (no broker)")
     p.set_defaults(handler=run_listen)
 
 
@@ -59,6 +67,8 @@ def connection_from_args(args: argparse.Namespace) -> BrokerConnection:
 
 
 def run_listen(args: argparse.Namespace) -> int:
+    if args.export_csv or args.record:
+        return run_record(args)
     connection = connection_from_args(args)
     prefix = args.prefix or device_prefix(args.device)
     kinds = tuple(args.only) if args.only else TOPIC_KINDS
@@ -79,4 +89,58 @@ def run_listen(args: argparse.Namespace) -> int:
             done.wait(args.timeout or None)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """`listen --record FILE`: the Recorder until interrupted (or --count/--timeout); `--export-csv DIR`: CSV out."""
+    import logging
+    import signal
+
+    from emotion_edge.device.history.recorder import RECORDED_KINDS, Recorder
+    from emotion_edge.device.history.store import RecordStore
+
+    if args.record is None:
+        raise UsageError("--export-csv needs --record FILE: the recording to export")
+    if args.export_csv:
+        store = RecordStore(args.record, readonly=True)
+        try:
+            for path in store.export_csv(args.export_csv):
+                print(path)
+        finally:
+            store.close()
+        return 0
+    if args.batch_s <= 0:
+        raise UsageError("--batch-s must be positive")
+    log = logging.getLogger("emotion_edge.listen")
+    connection = connection_from_args(args)
+    prefix = args.prefix or device_prefix(args.device)
+    kinds = tuple(k for k in (args.only or RECORDED_KINDS) if k in RECORDED_KINDS)
+    if not kinds:
+        raise UsageError(f"--record keeps {', '.join(RECORDED_KINDS)}: --only names none of them")
+    store = RecordStore(args.record)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    listener = Listener(connection, subscriptions(prefix, kinds), args.client_id, args.persistent)
+    recorder = Recorder(listener, store, batch_s=args.batch_s)
+    try:
+        recorder.start()
+        print(f"recording {prefix}/{{{','.join(kinds)}}} from {connection.address} into {args.record}",
+              file=sys.stderr, flush=True)
+        deadline = args.timeout or None
+        try:
+            while not done.wait(0.5 if deadline is None else min(0.5, deadline)):
+                if recorder.failed or (args.count and recorder.counters.received >= args.count):
+                    break
+                if deadline is not None:
+                    deadline -= 0.5
+                    if deadline <= 0:
+                        break
+        except KeyboardInterrupt:
+            pass
+        recorder.stop()
+    finally:
+        counts = store.counts()
+        store.close()
+    log.info("recording stopped: %s rows (%d duplicates ignored this run)", counts, recorder.counters.duplicates)
     return 0

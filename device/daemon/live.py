@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from emotion_edge.device.daemon.timeline import Timeline
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
 from emotion_edge.device.sources import Frame
@@ -28,8 +29,11 @@ class Snapshot:
 
 
 class LiveState:
-    def __init__(self, labels: tuple[str, ...]):
+    """The snapshot, and the last hour of the room (`timeline`, fed with every frame's room state)."""
+
+    def __init__(self, labels: tuple[str, ...], timeline: Timeline | None = None):
         self.labels = labels
+        self.timeline = timeline if timeline is not None else Timeline()
         self._lock = threading.Lock()
         self._snapshot = Snapshot(room=room_state(None, labels))
         self._changed = threading.Condition(self._lock)
@@ -50,6 +54,7 @@ class LiveState:
             self._snapshot = replace(self._snapshot, frame=frame, reading=reading, room=room,
                                      sequence=self._snapshot.sequence + 1)
             self._changed.notify_all()
+        self.timeline.observe(room)  # outside the snapshot's lock: readers of the snapshot never wait for it
 
     def update(self, **fields: Any) -> None:
         """Replace other fields (stats, mqtt, last_event) without touching the frame."""

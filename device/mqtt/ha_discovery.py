@@ -1,4 +1,5 @@
-"""Home Assistant MQTT discovery: one device with sensors (dominant emotion, faces in view, fps) and an event entity.
+"""Home Assistant MQTT discovery: one device with sensors (dominant emotion, faces in view, each emotion's share of
+the faces in view, fps) and an event entity.
 
 Home Assistant creates the entities from retained config messages under
 `<discovery_prefix>/<component>/<node_id>/<object_id>/config`. Every entity
@@ -59,6 +60,7 @@ def discovery_messages(ha: HomeAssistantConfig, topics: Topics, device_id: str,
             "unit_of_measurement": "fps", "state_class": "measurement", "entity_category": "diagnostic",
             "value_template": "{{ value_json.fps }}",
         }),
+        *share_sensors(topics, labels),
         ("event", "emotion_change", {
             "name": "Emotion change", "state_topic": topics.events, "icon": "mdi:emoticon-excited-outline",
             "event_types": [*labels, LEFT],
@@ -74,6 +76,20 @@ def discovery_messages(ha: HomeAssistantConfig, topics: Topics, device_id: str,
         (f"{ha.discovery_prefix}/{component}/{node}/{object_id}/config",
          {**config, **common, "unique_id": f"emotion_edge_{node}_{object_id}"})
         for component, object_id, config in entities
+    ]
+
+
+def share_sensors(topics: Topics, labels: tuple[str, ...]) -> list[tuple[str, str, dict[str, Any]]]:
+    """One measurement sensor per emotion: the percent of the faces in view showing it (0 with none), from the
+    state topic; `state_class: measurement` makes Home Assistant keep long-term statistics (hourly mean, min, max)."""
+    return [
+        ("sensor", f"share_{node_id(label)}", {
+            "name": f"{label.capitalize()} share", "state_topic": topics.state, "icon": "mdi:chart-donut",
+            "unit_of_measurement": "%", "state_class": "measurement",
+            "value_template": (f"{{{{ ((100 * value_json.counts['{label}'] / value_json.faces) | round(1)) "
+                               f"if value_json.faces else 0 }}}}"),
+        })
+        for label in labels
     ]
 
 

@@ -121,6 +121,10 @@ class Preview:
         return Response(json.dumps(body, default=str), media_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
+    async def timeline(self, request: Request) -> Response:
+        return Response(json.dumps(self.live.timeline.to_dict()), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
     async def status_page(self, request: Request) -> Response:
         return HTMLResponse(self.page, headers={"Cache-Control": "no-store"})
 
@@ -129,4 +133,5 @@ class Preview:
             Route("/", self.status_page, methods=["GET"]),
             Route("/preview.mjpg", self.stream, methods=["GET"]),
             Route("/api/v1/state", self.state, methods=["GET"]),
+            Route("/api/v1/timeline", self.timeline, methods=["GET"]),
         ]
