@@ -37,12 +37,12 @@ class PageCap:
         self.directory = tmp_path / "spool"
 
     def fill(self, publisher: MqttPublisher) -> None:
-        db = publisher._spool._db  # the spool's own connection: the cap is per connection
+        db = publisher.delivery.spool._db  # the spool's own connection: the cap is per connection
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(f"PRAGMA max_page_count = {pages}")
 
     def free(self, publisher: MqttPublisher) -> None:
-        publisher._spool._db.execute("PRAGMA max_page_count = 1073741823")
+        publisher.delivery.spool._db.execute("PRAGMA max_page_count = 1073741823")
 
     def close(self) -> None:
         pass
@@ -127,15 +127,15 @@ def test_a_full_spool_disk_is_survived_logged_once_counted_and_delivery_resumes(
             wait_until(lambda: stats()["spool"]["dropped"] + stats()["mqtt"]["spool_errors"] > 0,
                        "the full disk to show in stats", describe=lambda: str(stats()))
             wait_until(lambda: publisher.counters.events + publisher.counters.pending_dropped == faces.events
-                       or publisher._append_fault.failures >= 3, "appends retried on the full disk")
+                       or publisher.delivery.append_fault.failures >= 3, "appends retried on the full disk")
             broker.start()
             wait_until(lambda: publisher.counters.connects >= 2, "the reconnect")
             time.sleep(1.5)  # acks arrive while the disk is still full
             disk.free(publisher)
             faces.cycles(3)
             wait_until(lambda: publisher.counters.events + publisher.counters.pending_dropped == faces.events
-                       and stats()["spool"]["depth"] == 0 and not publisher._inflight
-                       and publisher._spool_stats.depth == 0,  # delivered events deleted from the file too
+                       and stats()["spool"]["depth"] == 0 and not publisher.delivery.inflight
+                       and publisher.delivery.spool_stats.depth == 0,  # delivered events deleted from the file too
                        "every event delivered or dropped", timeout=60, describe=lambda: str(stats()) + str([(p.name, p.stat().st_size) for p in disk.directory.iterdir()]) + str(os.statvfs(disk.directory).f_bavail))
             assert publisher._thread.is_alive()
         finally:

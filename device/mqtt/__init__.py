@@ -1,5 +1,5 @@
-"""MQTT: broker config and connection, event building, the on-disk spool, the publisher, Home Assistant
-discovery and the listener.
+"""MQTT: broker config and connection, event building, the on-disk spool, delivery (spool, in-flight window, acks;
+no paho), the publisher (the paho side), Home Assistant discovery and the listener.
 """
 
 from emotion_edge.device import lazy_exports
@@ -29,9 +29,9 @@ _EXPORTS = {
     "Listener": "listen",
     "Received": "listen",
     "subscriptions": "listen",
+    "Delivery": "delivery",
     "MqttPublisher": "publisher",
     "PublisherCounters": "inbox",
-    "attach": "publisher",
     "Spool": "spool",
     "SpoolError": "spool",
     "SpoolStats": "spool",

@@ -9,9 +9,12 @@ Threads, and why:
   backoff (cut short as soon as a broker that was away accepts again: see
   connection.ProbingClient) and runs the callbacks; callbacks only post to the queue (and publish
   availability and discovery, which touch no shared state);
-- the worker thread owns the spool: it appends events (assigning their sequence
-  numbers), hands them to paho in order, and deletes each one when its PUBACK
-  arrives (`on_publish` with its mid).
+- the worker thread owns the delivery (delivery.py, no paho code): it appends
+  events to the spool (assigning their sequence numbers), hands them to paho in
+  order, and deletes each one when its PUBACK arrives (`on_publish` with its mid).
+
+This module is the paho side: the client, its callbacks, availability, discovery,
+and the room state and stats messages.
 
 Order: at most `max_inflight` events are with paho at a time, always the
 oldest unacknowledged ones. paho keeps unacknowledged QoS 1 messages across a
@@ -46,19 +49,16 @@ from emotion_edge.device.mqtt.connection import (
     describe_refusal,
     make_client,
 )
-from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EmotionEvent, EventBuilder, iso_utc
+from emotion_edge.device.mqtt.delivery import Delivery
+from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EventBuilder, iso_utc
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
-from emotion_edge.device.mqtt.spool import Spool, SpoolStats
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # the worker's longest sleep: bounds how late a due stats or state message can be
-# Events waiting in memory while the spool cannot be written: beyond this many the oldest are dropped (counted in
-# stats.spool.pending_dropped). About 1 KB each: a few MB at most, hours of events from a busy room.
-PENDING_MAX = 5000
 STOPPED_ACK_TIMEOUT_S = 1.0
 EXTRA_INFLIGHT = 8  # paho's window also carries availability, state and stats messages besides the events
 HANDED_OVER = (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN)  # paho keeps both
@@ -85,19 +85,11 @@ class MqttPublisher:
         self._last_problem: str | None = None
         self._room_key: tuple | None = None
         self._client: ProbingClient | None = None
-        self._spool: Spool | None = None
-        self._spool_stats = SpoolStats(0, 0, 0, 0)
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
-        self._append_fault = inbox.Fault(f"writing events to the spool {config.spool_path}", log)
-        self._ack_fault = inbox.Fault(f"deleting delivered events from the spool {config.spool_path}", log)
+        self.delivery = Delivery(config.spool_path, config.spool_max_bytes, config.max_inflight, device_id, labels,
+                                 self.counters, log, live)
         self._worker_fault = inbox.Fault("the publisher's worker", log)
-        self._retry_at = 0.0  # no spool write or delete before this (monotonic) after a failure
-        self._ack_backlog: list[int] = []  # seqs the broker acknowledged that the spool could not delete yet
-        self._inflight: dict[int, int] = {}  # paho mid -> event seq
-        self._last_sent = 0  # highest seq handed to paho
-        self._resuming = False
-        self._unspooled: list[tuple[EmotionEvent, str]] = []  # (event, model sha256)
         self._room: RoomState | None = None
         self._room_dirty = False
         self._room_published_at = -math.inf
@@ -106,8 +98,7 @@ class MqttPublisher:
 
     def start(self) -> MqttPublisher:
         client = make_client(self.connection, self.client_id)  # first: a TLS file problem stops start-up cleanly
-        self._spool = Spool(self.config.spool_path, self.config.spool_max_bytes)
-        self._spool_stats = self._spool.stats
+        self.delivery.open()
         client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         client.max_inflight_messages_set(self.config.max_inflight + EXTRA_INFLIGHT)
         client.on_connect = self._on_connect
@@ -119,7 +110,7 @@ class MqttPublisher:
         self._set_state("connecting")
         log.info("mqtt: connecting to %s as %s", self.connection.address, self.client_id,
                  extra={"broker": self.connection.address, "client_id": self.client_id, "topics": self.topics.prefix,
-                        "spooled": self._spool_stats.depth})
+                        "spooled": self.delivery.spool_stats.depth})
         # connect_async: the first attempt happens on paho's thread, so a broker that is down at boot
         # costs the camera loop nothing.
         client.connect_async(self.connection.host, self.connection.port, self.connection.keepalive_s)
@@ -151,14 +142,14 @@ class MqttPublisher:
             # The broker acknowledges in order: the PUBACKs of events sent before `stopped` are in by now.
             # Applying them spares the next start re-sending events that did arrive.
             if worker_done:
-                self._apply_acks([item.mid for item in self._drain(0.0) if isinstance(item, inbox.Acked)])
+                self.delivery.apply_acks([item.mid for item in self._drain(0.0) if isinstance(item, inbox.Acked)])
         client.disconnect()  # a clean DISCONNECT: the broker discards the will
         client.loop_stop()
-        if self._spool is not None and worker_done:
-            self._spool_stats = self._spool.stats
-            self._spool.close()
+        if worker_done:
+            self.delivery.close()
         self._set_state("stopped")
-        log.info("mqtt: stopped", extra={"spooled": self._spool_stats.depth, "delivered": self.counters.delivered})
+        log.info("mqtt: stopped", extra={"spooled": self.delivery.spool_stats.depth,
+                                         "delivered": self.counters.delivered})
 
     # --- the camera loop's side ---
 
@@ -187,14 +178,14 @@ class MqttPublisher:
 
     def stats(self) -> dict[str, Any]:
         """A stats provider for the camera loop: the MQTT link and the spool."""
-        spool = self._spool_stats
+        spool = self.delivery.spool_stats
         link = self.link_counts
         return {
             "mqtt": {"state": self.state_text, "connects": self.counters.connects, "refused": self.counters.refused,
                      "attempts": link.attempts, "probes": link.probes,
                      "events": self.counters.events, "delivered": self.counters.delivered,
-                     "inflight": len(self._inflight), "spool_errors": self.counters.spool_errors},
-            "spool": {"depth": spool.depth - len(self._ack_backlog) + len(self._unspooled), "bytes": spool.bytes, "dropped": spool.dropped,
+                     "inflight": len(self.delivery.inflight), "spool_errors": self.counters.spool_errors},
+            "spool": {"depth": self.delivery.depth, "bytes": spool.bytes, "dropped": spool.dropped,
                       "pending_dropped": self.counters.pending_dropped},
         }
 
@@ -289,7 +280,7 @@ class MqttPublisher:
             stop = self._handle(items)
         except Exception as exc:  # noqa: BLE001 - logged once; the next round retries from the spool's state
             self._worker_fault.failed(exc)
-            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
+            self.delivery.after_failure()
             return any(item is inbox.STOP for item in items)
         self._worker_fault.succeeded()
         return stop
@@ -300,89 +291,32 @@ class MqttPublisher:
         acked = []
         for item in items:
             if isinstance(item, inbox.EventBatch):
-                self._unspooled += [(event, item.model_sha256) for event in item.events]
+                self.delivery.add(item.events, item.model_sha256)
             elif isinstance(item, inbox.Acked):
                 acked.append(item.mid)
             elif isinstance(item, inbox.RoomItem):
                 self._room, self._room_dirty = item.room, True
             elif item is inbox.CONNECTED:
-                # paho re-sends what was in flight first; new events wait until it is acknowledged.
-                self._resuming = bool(self._inflight)
+                self.delivery.reconnected()
                 self._room_dirty = self._room is not None
             elif item is inbox.STOP:
                 stop = True
-        self._spool_pending()
-        self._apply_acks(acked)
+        self.delivery.spool_pending()
+        self.delivery.apply_acks(acked)
         if self._connected.is_set():
             self._publish_room()
-            self._pump()
+            if self._client is not None:
+                self.delivery.pump(self._send_event)
         return stop
 
-    def _spool_pending(self) -> None:
-        if not self._unspooled or self._spool is None or time.monotonic() < self._retry_at:
-            return
-        last: dict[str, Any] = {}
-
-        def encoder(event: EmotionEvent, model_sha256: str) -> Callable[[int], bytes]:
-            def encode(seq: int) -> bytes:
-                last.clear()
-                last.update(event.to_payload(seq, self.device_id, model_sha256, self.labels))
-                return json.dumps(last, separators=(",", ":")).encode()
-            return encode
-
-        try:
-            self._spool.append([encoder(event, sha) for event, sha in self._unspooled])
-        except Exception as exc:  # noqa: BLE001 - a disk error must not kill the thread; the events are kept
-            self.counters.spool_errors += 1
-            self._append_fault.failed(exc, spool=str(self.config.spool_path), pending=len(self._unspooled))
-            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S  # never sleep: acks and the broker go on meanwhile
-            excess = len(self._unspooled) - PENDING_MAX
-            if excess > 0:
-                del self._unspooled[:excess]  # the oldest first, as the spool's own bound does
-                self.counters.pending_dropped += excess
-            self._spool_stats = self._spool.stats  # a full disk may have made the spool drop its oldest
-            return
-        self._append_fault.succeeded()
-        self.counters.events += len(self._unspooled)
-        self._unspooled = []
-        self._spool_stats = self._spool.stats
-        if self._live is not None:
-            self._live.update(last_event=dict(last))
-
-    def _apply_acks(self, mids: list[int]) -> None:
-        seqs = [self._inflight.pop(mid) for mid in mids if mid in self._inflight]  # other mids: state, stats, ...
-        self.counters.delivered += len(seqs)
-        self._ack_backlog += seqs
-        if not self._ack_backlog or self._spool is None or time.monotonic() < self._retry_at:
-            return
-        try:
-            self._spool.ack(self._ack_backlog)
-        except Exception as exc:  # noqa: BLE001 - delivered events stay spooled (not re-sent: _last_sent is past them)
-            self.counters.spool_errors += 1
-            self._ack_fault.failed(exc, spool=str(self.config.spool_path), backlog=len(self._ack_backlog))
-            self._retry_at = time.monotonic() + inbox.SPOOL_RETRY_S
-            return
-        self._ack_fault.succeeded()
-        self._ack_backlog = []
-        self._spool_stats = self._spool.stats
-
-    def _pump(self) -> None:
-        """Hand the oldest unsent spooled events to paho, up to the in-flight window."""
-        if self._resuming:
-            if self._inflight:
-                return
-            self._resuming = False
-        room = self.config.max_inflight - len(self._inflight)
-        if room <= 0 or self._spool is None or self._client is None:
-            return
-        for seq, payload in self._spool.peek(self._last_sent, room):
-            info = self._client.publish(self.topics.events, payload, qos=self.config.qos, retain=False)
-            if info.rc not in HANDED_OVER:
-                log.warning("mqtt: paho refused event %d (%s); will retry", seq, mqtt.error_string(info.rc),
-                            extra={"seq": seq})
-                return
-            self._inflight[info.mid] = seq
-            self._last_sent = seq
+    def _send_event(self, seq: int, payload: bytes) -> int | None:
+        """Hand one spooled event to paho: its mid, or None when paho refused it (the delivery retries)."""
+        info = self._client.publish(self.topics.events, payload, qos=self.config.qos, retain=False)
+        if info.rc not in HANDED_OVER:
+            log.warning("mqtt: paho refused event %d (%s); will retry", seq, mqtt.error_string(info.rc),
+                        extra={"seq": seq})
+            return None
+        return info.mid
 
     def _publish_room(self) -> None:
         now = time.monotonic()
@@ -409,6 +343,5 @@ class MqttPublisher:
     def _flush(self, deadline: float) -> None:
         """Spool what is left and deliver what the broker acknowledges before `deadline`."""
         self._guarded_handle([])
-        while (self._connected.is_set() and (self._inflight or self._spool_stats.depth > len(self._ack_backlog))
-               and time.monotonic() < deadline):
+        while self._connected.is_set() and not self.delivery.settled and time.monotonic() < deadline:
             self._guarded_handle(self._drain(min(0.05, max(deadline - time.monotonic(), 0.0))))
