@@ -30,10 +30,10 @@ from typing import Callable
 
 import numpy as np
 
-from emotion_edge.device.analyze import encode_image
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.daemon.live import Snapshot
+from emotion_edge.device.imaging import encode_image
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.overlay import Hud, annotate_snapshot, composite, snapshot_canvas, snapshot_overlay
 from emotion_edge.device.web.config import HttpConfig

@@ -4,26 +4,24 @@
 annotated image and face thumbnails; the HTTP API serves the same functions'
 output, so both speak one schema. Only where the outputs go differs: files for
 the CLI (`directory_sink`), a results cache or inline data for the API.
+Decoding, the image policy, encoding and thumbnails live in imaging.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
-from PIL import Image
 
-from emotion_edge.device.contract import square_box, to_gray
+from emotion_edge.device.contract import to_gray
 from emotion_edge.device.detection import FaceDetector
-from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.geometry import Box
+from emotion_edge.device.imaging import ImageError, ImagePolicy, decode_image, encode_image, face_thumbnail
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.model.metadata import file_sha256
 from emotion_edge.device.overlay import OverlayFace, draw_faces
@@ -32,12 +30,10 @@ from emotion_edge.device.sources import VIDEO_SUFFIXES, OpenCVSource, SourceErro
 
 log = logging.getLogger(__name__)
 
-class AnalyzeError(EmotionEdgeError, ValueError):
-    """A file that cannot be analyzed; `code` is stable for programs, the message is for people."""
 
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
+class AnalyzeError(ImageError):
+    """A file that cannot be analyzed for a reason other than its image (unreadable, an output not written, a
+    video that does not open); catch `ImageError` for both."""
 
 
 @dataclass(frozen=True)
@@ -49,71 +45,6 @@ class AnalyzedFace:
 def content_id(data: bytes) -> str:
     """A stable id for an image: the same bytes always get the same id."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-# What the HTTP API accepts, by Pillow's name for the format it sniffed from the bytes.
-WEB_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
-
-
-@dataclass(frozen=True)
-class ImagePolicy:
-    """What an image must be before a pixel of it is decoded.
-
-    The default (the CLI's, on the user's own files) takes anything OpenCV
-    decodes. The HTTP API takes uploads from strangers: it sniffs the format
-    from the bytes (never trusting a declared type or file name) and reads the
-    pixel count from the header, so a decompression bomb is refused before it
-    can take the Pi's memory.
-    """
-
-    formats: frozenset[str] | None = None  # None: any format OpenCV decodes
-    max_pixels: int | None = None  # None: no limit
-    raise_limit: str = "raise [http] max_pixels in the config"  # how the user of this policy raises max_pixels
-
-    @property
-    def inspects(self) -> bool:
-        return self.formats is not None or self.max_pixels is not None
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    format: str  # Pillow's format name: JPEG, PNG, WEBP, BMP, GIF, ...
-    width: int
-    height: int
-
-
-def inspect_image(data: bytes, name: str, policy: ImagePolicy) -> ImageHeader | None:
-    """The format and size from the image's header (Pillow opens lazily: nothing is decoded), checked against the policy."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            header = ImageHeader(image.format or "unknown", *image.size)
-    except Image.DecompressionBombError as exc:  # Pillow's own ceiling, far above any sane limit
-        limit = f", over the limit of {policy.max_pixels:,}" if policy.max_pixels is not None else ""
-        raise AnalyzeError("too_many_pixels", f"{name}: {exc}{limit}; scale the image down") from None
-    except (OSError, ValueError) as exc:  # UnidentifiedImageError is an OSError
-        if policy.formats is None and data:
-            return None  # a format only OpenCV knows (the CLI takes any): no header to check
-        what = "an empty file" if not data else "not an image"
-        raise AnalyzeError("not_an_image", f"{name}: {what} (JPEG, PNG, WebP or BMP expected)") from exc
-    if policy.formats is not None and header.format not in policy.formats:
-        raise AnalyzeError("unsupported_format", f"{name}: {header.format} images are not supported; "
-                                                 f"send {', '.join(sorted(policy.formats))}")
-    pixels = header.width * header.height
-    if policy.max_pixels is not None and pixels > policy.max_pixels:
-        raise AnalyzeError("too_many_pixels", f"{name}: {header.width}x{header.height} is {pixels:,} pixels, over "
-                                              f"the limit of {policy.max_pixels:,}; scale the image down, or "
-                                              f"{policy.raise_limit}")
-    return header
-
-
-def decode_image(data: bytes, name: str, policy: ImagePolicy = ImagePolicy()) -> np.ndarray:
-    header = inspect_image(data, name, policy) if policy.inspects else None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    if image is None and header is not None:
-        raise AnalyzeError("corrupt_image", f"{name}: a {header.format} file that does not decode (truncated or damaged)")
-    if image is None:
-        raise AnalyzeError("not_an_image", f"{name}: not a decodable image (JPEG, PNG, WebP, BMP, ...)")
-    return image
 
 
 def _box_json(box: Box, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -148,25 +79,9 @@ def analyze_image(data: bytes, name: str, detector: FaceDetector, classifier: Em
     return result, image, faces
 
 
-def face_thumbnail(image: np.ndarray, box: Box, margin: float, size: int = 112) -> np.ndarray:
-    """The face's square crop in colour, as the model saw it (same margin), for people to look at."""
-    x0, y0, side = square_box(box.as_xywh(), margin)
-    pad = side
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    crop = padded[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
-
-
 # Stores one encoded output, given its name ("annotated.jpg", "face0.png", ...) and bytes, and returns how the
 # JSON refers to it: a file path (CLI), a URL under the results cache or a data: URI (HTTP API).
 ArtifactSink = Callable[[str, bytes], str]
-
-
-def encode_image(image: np.ndarray, suffix: str, jpeg_quality: int = 90) -> bytes:
-    ok, buffer = cv2.imencode(suffix, image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix == ".jpg" else [])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {image.shape} image as {suffix}")
-    return buffer.tobytes()
 
 
 def attach_outputs(result: dict, image: np.ndarray, faces: list[AnalyzedFace], classifier: EmotionClassifier,
@@ -226,7 +141,7 @@ def analyze_video(path: Path, pipeline: FacePipeline, max_frames: int = 0) -> di
             "model": {"sha256": pipeline.classifier.sha256, "labels": list(labels)}, "frames": frames}
 
 
-def error_json(name: str, error: AnalyzeError) -> dict:
+def error_json(name: str, error: ImageError) -> dict:
     return {"file": name, "error": {"code": error.code, "message": str(error)}}
 
 
@@ -243,7 +158,7 @@ def analyze_file(path: Path, detector: FaceDetector, classifier: EmotionClassifi
         result, image, faces = analyze_image(data, str(path), detector, classifier, policy)
         write_outputs(result, image, faces, classifier, annotate_dir, crops_dir)
         return result
-    except AnalyzeError as exc:
+    except ImageError as exc:  # AnalyzeError included
         return error_json(str(path), exc)
     except SourceError as exc:
         return error_json(str(path), AnalyzeError("unreadable_video", f"{path}: {exc}"))

@@ -17,9 +17,9 @@ import pytest
 from helpers.peers import free_port, require_module
 from helpers.webserver import api_config, encode, faces_scene, openapi_schema, serving
 
-from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.config.schema import ConfigError
 from emotion_edge.device.detection import DetectorConfig, make_detector
+from emotion_edge.device.imaging import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService

@@ -30,9 +30,10 @@ def add_analyze(sub: argparse._SubParsersAction) -> None:
 def _run_analyze(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from emotion_edge.device.analyze import ImagePolicy, analyze_file, dumps
+    from emotion_edge.device.analyze import analyze_file, dumps
     from emotion_edge.device.config import DaemonConfig, load_config
     from emotion_edge.device.detection import make_detector
+    from emotion_edge.device.imaging import ImagePolicy
     from emotion_edge.device.model.classifier import EmotionClassifier
     from emotion_edge.device.model.metadata import packaged_model_path
     from emotion_edge.device.pipeline import FacePipeline

@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emotion_edge.device.analyze import AnalyzeError, ArtifactSink, ImagePolicy, analyze_image, attach_outputs
+from emotion_edge.device.analyze import ArtifactSink, analyze_image, attach_outputs
 from emotion_edge.device.detection import FaceDetector
+from emotion_edge.device.imaging import ImageError, ImagePolicy
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.web.errors import ANALYZE_STATUS, ApiError
 from emotion_edge.device.web.priority import lower_thread_priority
@@ -219,7 +220,7 @@ class AnalyzeService:
             analyzer.follow(self.model_path())
         try:
             result, image, faces = analyze_image(data, name, analyzer.detector, analyzer.classifier, self.policy)
-        except AnalyzeError as exc:
+        except ImageError as exc:
             raise ApiError(ANALYZE_STATUS.get(exc.code, 400), exc.code, str(exc)) from None
         sink = result_sink(self.cache, result["id"].split(":", 1)[1], prefix, options.inline)
         attach_outputs(result, image, faces, analyzer.classifier, sink if options.annotate else None,

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse
 
 from emotion_edge.device.errors import EmotionEdgeError
 
-# The HTTP status of each analysis error code (emotion_edge.device.analyze.AnalyzeError.code).
+# The HTTP status of each analysis error code (emotion_edge.device.imaging.ImageError.code, AnalyzeError included).
 ANALYZE_STATUS = {
     "not_an_image": 400,
     "corrupt_image": 400,

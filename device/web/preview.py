@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from emotion_edge.device.analyze import encode_image
 from emotion_edge.device.daemon.live import LiveState, Snapshot
+from emotion_edge.device.imaging import encode_image
 from emotion_edge.device.overlay import annotate_snapshot
 from emotion_edge.device.web.priority import lower_thread_priority
 

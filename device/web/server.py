@@ -15,11 +15,11 @@ from typing import Callable
 
 import uvicorn
 
-from emotion_edge.device.analyze import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.detection import make_detector
 from emotion_edge.device.errors import EmotionEdgeError
+from emotion_edge.device.imaging import WEB_FORMATS, ImagePolicy
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.model.reload import load_replacement
 from emotion_edge.device.web.api import Analyzer, AnalyzerPool, AnalyzeService
