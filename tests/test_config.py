@@ -89,3 +89,16 @@ def test_options_that_cannot_work_are_refused_naming_the_option(argv, message, c
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_camera_section_becomes_source_options_field_for_field():
+    """[camera] reaches open_source() through one conversion, which carries every setting both classes share."""
+    from emotion_edge.device.sources import SourceOptions
+
+    camera = parse_config("[camera]\nsource = 'clip.mp4'\nwidth = 320\nheight = 240\nfps = 12.5\nloop = true\n"
+                          "lores_width = 160\n").camera
+    options = camera.source_options(on_bad_file="skip")
+    shared = {f.name for f in dataclasses.fields(SourceOptions)} & {f.name for f in dataclasses.fields(camera)}
+    assert shared == {"width", "height", "fps", "loop", "lores_width"}
+    assert {name: getattr(options, name) for name in shared} == {name: getattr(camera, name) for name in shared}
+    assert options.on_bad_file == "skip"

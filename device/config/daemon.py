@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import tomllib
 
@@ -14,6 +14,7 @@ from emotion_edge.device.displays.config import DisplayConfig
 from emotion_edge.device.mqtt.config import MqttConfig
 from emotion_edge.device.pipeline import PipelineConfig
 from emotion_edge.device.smoothing import SmootherConfig
+from emotion_edge.device.sources.spec import SourceOptions
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.device.web.config import HttpConfig
 
@@ -41,6 +42,12 @@ class CameraConfig:
             if value is not None and value <= 0:
                 raise ValueError(f"field '{name}' must be positive (or left out for the camera's default), "
                                  f"got {value}")
+
+    def source_options(self, **extra: Any) -> SourceOptions:
+        """What open_source() takes from this section; `extra` sets what no config file can (the camera preview,
+        a camera factory) or what the caller decides (on_bad_file). The one place [camera] becomes SourceOptions."""
+        return SourceOptions(width=self.width, height=self.height, fps=self.fps, loop=self.loop,
+                             lores_width=self.lores_width, **extra)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from emotion_edge.device.detection import make_detector
 from emotion_edge.device.model.classifier import EmotionClassifier
 from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.pipeline import FacePipeline
-from emotion_edge.device.sources import Backoff, CameraPreview, FrameSource, ReopeningSource, SourceOptions, open_source
+from emotion_edge.device.sources import Backoff, CameraPreview, FrameSource, ReopeningSource, open_source
 
 
 def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = None) -> ReopeningSource:
@@ -25,8 +25,7 @@ def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = No
     reopening source open the same folder and fail on the same file forever, showing none of the good ones.
     """
     camera = config.camera
-    options = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps, loop=camera.loop,
-                            lores_width=camera.lores_width, camera_preview=camera_preview, on_bad_file="skip")
+    options = camera.source_options(camera_preview=camera_preview, on_bad_file="skip")
     return ReopeningSource(
         lambda: open_source(camera.source, options),
         Backoff(initial=camera.reopen_initial_s, max_delay=camera.reopen_max_s),
