@@ -14,7 +14,7 @@ itself. Also printed: the spool's append cost on this disk, alone.
 
     python bench/mqtt_latency.py [--events 200] [--spool-dir DIR]
 
-Needs mosquitto (Debian: apt-get install mosquitto) and the test helpers in tests/.
+Needs mosquitto (Debian: apt-get install mosquitto); bench/broker.py runs it.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers.mosquitto import Mosquitto  # noqa: E402
-from helpers.peers import free_port  # noqa: E402
+from broker import Broker  # noqa: E402
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig  # noqa: E402
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon  # noqa: E402
@@ -122,7 +121,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mqtt-bench-"))
     spool_dir = args.spool_dir or workdir
     try:
-        with Mosquitto(mosquitto, workdir / "broker", free_port()) as broker:
+        with Broker(mosquitto, workdir / "broker") as broker:
             base = baseline(broker.port, args.events)
             ours, pipeline, stats = daemon_events(broker.port, args.events, spool_dir / "spool.db")
         append = spool_append_ms(spool_dir, args.events)

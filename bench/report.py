@@ -14,10 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers.history import synthetic_day  # noqa: E402
+from history_day import synthetic_day  # noqa: E402
 
 from emotion_edge.device.history.report import write_report  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""A real mosquitto broker for the MQTT tests and bench: loopback only, a free port, a generated config.
+"""A real mosquitto broker for the MQTT tests: loopback only, a free port, a generated config.
 
 Never a mock: the publishing side's promises (will, retained availability,
 QoS 1 acknowledgements, reconnects) only mean something against a real broker.
