@@ -6,7 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from helpers.peers import require_module
+from helpers.photo import astronaut_bgr as _astronaut_bgr
 
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.detection import DetectorConfig, make_detector
@@ -17,12 +17,10 @@ from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import TrackerConfig
 from emotion_edge.main import main
 
-skimage_data = require_module("skimage.data")
-
 
 @pytest.fixture(scope="module")
 def astronaut_bgr() -> np.ndarray:
-    return np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+    return _astronaut_bgr()
 
 
 @pytest.fixture

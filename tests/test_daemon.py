@@ -9,7 +9,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from helpers.peers import require_module, wait_until
+from helpers.peers import wait_until
+from helpers.photo import astronaut_head
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import build_daemon
@@ -19,12 +20,10 @@ from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.sources import SourceBase
 from emotion_edge.main import main
 
-skimage_data = require_module("skimage.data")
-
 
 @pytest.fixture(scope="module")
 def face_video(tmp_path_factory):
-    face = np.ascontiguousarray(skimage_data.astronaut()[0:300, 80:380, ::-1])  # head and shoulders
+    face = astronaut_head()  # head and shoulders
     path = tmp_path_factory.mktemp("video") / "walk.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
     for i in range(20):

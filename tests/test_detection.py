@@ -15,12 +15,11 @@ import hashlib
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from helpers.peers import require_module
+from helpers.photo import ASTRONAUT_FACE, astronaut_bgr
 
 from emotion_edge.device.detection import (
     BLAZEFACE_SPECS,
@@ -41,7 +40,7 @@ from emotion_edge.device.detection import (
 from emotion_edge.device.geometry import Box
 
 FRAME_W, FRAME_H = 640, 480
-PHOTO_FACE = (176, 70, 98, 98)  # x, y, w, h of the face in skimage.data.astronaut()
+PHOTO_FACE = ASTRONAUT_FACE  # x, y, w, h of the face in the photo
 MARGIN = 50  # context kept around the face when cutting the head crop
 MIN_IOU = 0.4
 
@@ -61,11 +60,7 @@ ALL_KINDS = list(KINDS)
 
 @pytest.fixture(scope="module")
 def photo_bgr() -> np.ndarray:
-    skimage_data = require_module("skimage.data")  # scikit-image (test extra) provides the face photo
-    shipped = Path(skimage_data.__file__).parent / "astronaut.png"
-    if not shipped.is_file():
-        pytest.skip(f"{shipped} is not in this scikit-image wheel; the tests never download data")
-    return cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    return astronaut_bgr()
 
 
 @dataclass(frozen=True)

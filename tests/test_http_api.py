@@ -14,7 +14,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from helpers.peers import free_port, require_module
+from helpers.peers import free_port
+from helpers.photo import astronaut_bgr
 from helpers.webserver import api_config, encode, faces_scene, openapi_schema, serving
 
 from emotion_edge.device.config.schema import ConfigError
@@ -28,14 +29,13 @@ from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.results_cache import ResultsCache
 from emotion_edge.device.web.server import HttpServer, build_server
 
-skimage_data = require_module("skimage.data")
 MAX_BODY = 2_000_000
 MAX_PIXELS = 4_000_000
 
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+    return astronaut_bgr()
 
 
 @pytest.fixture(scope="module")

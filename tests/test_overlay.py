@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers.golden import check_golden, save_doc
 from helpers.live_fixtures import HAPPY, LABELS, SURPRISED, face, frame, live_with, reading
-from helpers.peers import require_module
+from helpers.photo import ASTRONAUT_FACE, astronaut_bgr
 from PIL import Image
 
 from emotion_edge.device.daemon.live import LiveState, Snapshot
@@ -24,8 +24,6 @@ from emotion_edge.device.overlay import (
     snapshot_overlay,
 )
 
-ASTRONAUT_FACE = (176, 70, 98, 98)  # her face in skimage.data.astronaut() (512x512), as in tests/test_detection.py
-
 
 def _rgba(label: str) -> tuple[int, int, int, int]:
     return (*COLORS[label], 255)
@@ -40,8 +38,7 @@ def test_overlay_matches_the_golden_image():
     overlay = _golden_overlay()
     # Anti-aliased text may shift a little between OpenCV releases; boxes and bars are checked exactly below.
     check_golden("overlay.png", Image.fromarray(overlay, "RGBA"), max_mismatch=0.02, tolerance=48)
-    skimage_data = require_module("skimage.data")
-    photo = np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+    photo = astronaut_bgr()
     save_doc("overlay.jpg", Image.fromarray(composite(photo, overlay)[:, :, ::-1]))
 
 

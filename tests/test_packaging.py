@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from helpers.peers import require_module
+from helpers.photo import astronaut_bgr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,8 @@ def clean_copy(destination: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_clean_pip_install_finds_and_classifies_a_face(tmp_path):
-    skimage_data = require_module("skimage.data")
     photo = tmp_path / "astronaut.jpg"
-    cv2.imwrite(str(photo), skimage_data.astronaut()[:, :, ::-1])
+    cv2.imwrite(str(photo), astronaut_bgr())
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     checkout = clean_copy(tmp_path / "emotion-edge")

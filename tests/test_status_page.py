@@ -16,7 +16,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from helpers.mosquitto import Mosquitto
-from helpers.peers import free_port, require_binary, require_module, wait_until
+from helpers.peers import free_port, require_binary, wait_until
+from helpers.photo import astronaut_bgr
 from helpers.webserver import head
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, PipelineConfig
@@ -32,7 +33,6 @@ from emotion_edge.device.web.config import HttpConfig
 from emotion_edge.device.web.preview import SharedEncoder
 from emotion_edge.device.web.server import HttpServer, start_for_daemon
 
-skimage_data = require_module("skimage.data")
 TOKEN = "page-token-0123456789abcdef"
 DEVICE = "status-page-test"
 TIMEOUT = 20.0  # generous for a loaded 2-core machine; every wait returns as soon as its condition holds
@@ -42,7 +42,7 @@ TIMEOUT = 20.0  # generous for a loaded 2-core machine; every wait returns as so
 def face_video(tmp_path_factory) -> Path:
     """A person sliding right and back, looped by the daemon: every frame differs from the last, and the person
     never jumps, so the tracker keeps one track and the events settle once the emotion does."""
-    face = head(np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1]))
+    face = head(astronaut_bgr())
     face = cv2.resize(face, None, fx=1.5, fy=1.5)
     path = tmp_path_factory.mktemp("video") / "walk.avi"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, (640, 480))

@@ -55,9 +55,10 @@ def write_face_video(path: Path, cycles: int = 3, face_frames: int = 8, empty_fr
     With the tracker's max_missed = 1 every cycle gives a `new` and an `end` event.
     """
     import cv2
-    from skimage import data
 
-    head = cv2.resize(np.ascontiguousarray(data.astronaut()[0:300, 80:380, ::-1]), (150, 150))
+    from helpers.photo import astronaut_head
+
+    head = cv2.resize(astronaut_head(), (150, 150))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
     for _ in range(cycles):
         for i in range(face_frames):

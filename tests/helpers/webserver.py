@@ -27,7 +27,7 @@ def serving(config: DaemonConfig, live=None) -> HttpServer:
 
 
 def head(photo_bgr: np.ndarray) -> np.ndarray:
-    """The astronaut's head with some context (her face is at (176, 70, 98, 98) in the 512x512 photo)."""
+    """The astronaut's head with some context (her face is helpers.photo.ASTRONAUT_FACE in the 512x512 photo)."""
     return photo_bgr[40:210, 146:304]
 
 
