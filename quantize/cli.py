@@ -33,8 +33,8 @@ def _run_quantize(args: argparse.Namespace) -> int:
     from emotion_edge.training.cli import use_fast_cpu_kernels
 
     use_fast_cpu_kernels()
+    from emotion_edge.quantize import QuantizeOptions, quantize
     from emotion_edge.quantize.parity import ParityGate
-    from emotion_edge.quantize.quantize import QuantizeOptions, quantize
 
     if args.out.suffix != ".tflite":
         raise UsageError(f"--out {args.out}: must end in .tflite")

@@ -121,8 +121,8 @@ def _run_retrain(args: argparse.Namespace) -> int:
     from emotion_edge.training.cli import use_fast_cpu_kernels
 
     use_fast_cpu_kernels()
+    from emotion_edge.quantize import QuantizeOptions
     from emotion_edge.quantize.parity import ParityGate
-    from emotion_edge.quantize.quantize import QuantizeOptions
     from emotion_edge.systemd.retrain import Stages, accuracy_on_private_test, quantize_candidate, run_retrain
     from emotion_edge.training.train import TrainConfig, train
 

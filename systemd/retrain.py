@@ -77,7 +77,7 @@ def accuracy_on_private_test(model: Path, data: str) -> float:
 
 
 def quantize_candidate(run_dir: Path, out: Path, options: object) -> Candidate:
-    from emotion_edge.quantize.quantize import quantize
+    from emotion_edge.quantize import quantize
 
     result = quantize(run_dir, out, options)  # type: ignore[arg-type]
     test = next((p.int8_accuracy for p in result.parity if p.split == "test"), None)

@@ -30,7 +30,7 @@ events the least useful) and counted, persistently.
 A full disk is the same bound reached early: when an append fails with
 SQLITE_FULL the oldest spooled events are dropped (counted) to make room and
 the append is tried once more. If even that cannot be written, the error goes
-to the caller, which keeps the events and retries (mqtt/publisher.py).
+to the caller, which keeps the events and retries (mqtt/delivery.py).
 """
 
 from __future__ import annotations
