@@ -10,7 +10,7 @@ _EXPORTS = {
     "Daemon": "loop",
     "LoopCounters": "loop",
     "ReadingHandler": "loop",
-    "build_source": "loop",
+    "build_source": "app",
     "change_logger": "loop",
     "ServiceNotifier": "service",
     "StatusFile": "service",
