@@ -1,5 +1,5 @@
-"""The running device: the camera loop, its live state, systemd notifications and the status file, and `app`,
-the one composition root that builds, starts and stops every part.
+"""The running device: the camera loop, its live state, systemd notifications and the status file, host facts
+for stats (host.py), and `app`, the one composition root that builds, starts and stops every part.
 """
 
 from emotion_edge.device import lazy_exports
@@ -7,6 +7,7 @@ from emotion_edge.device import lazy_exports
 _EXPORTS = {
     "LiveState": "live",
     "Snapshot": "live",
+    "cpu_temperature_c": "host",
     "Daemon": "loop",
     "LoopCounters": "loop",
     "ReadingHandler": "loop",

@@ -38,8 +38,8 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
+from emotion_edge.device.daemon.host import cpu_temperature_c
 from emotion_edge.device.daemon.live import LiveState
-from emotion_edge.device.host import cpu_temperature_c
 from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import (
