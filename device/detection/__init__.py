@@ -1,4 +1,5 @@
-"""Find faces in a gray camera frame: OpenCV's Haar cascade or MediaPipe's BlazeFace on LiteRT.
+"""Find faces in a camera frame (gray, or BGR for a detector that prefers colour): OpenCV's Haar cascade or
+MediaPipe's BlazeFace on LiteRT.
 
 Both detectors' models come from package registries and are installed with the
 software, so nothing is downloaded at run time:

@@ -109,9 +109,10 @@ def blazeface_model_path(kind: str) -> Path:
 class BlazeFaceDetector:
     """MediaPipe BlazeFace (short- or full-range) on the LiteRT interpreter.
 
-    The gray frame is letterboxed (scaled to fit, centred, padded with black)
-    into the model's square input so faces keep their aspect, replicated to
-    three channels and scaled to [-1, 1]; boxes are mapped back to frame pixels.
+    The frame (BGR, as it prefers; a gray one is replicated to three channels)
+    is letterboxed (scaled to fit, centred, padded with black) into the model's
+    square input so faces keep their aspect, and scaled to [-1, 1]; boxes are
+    mapped back to frame pixels.
     """
 
     # Trained on colour: on the demo clip it found the face in 29 of 80 gray frames and 80 of 80 colour frames.
