@@ -220,6 +220,7 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1]}
     for topic, config in configs.items():
         check.validate(config)
+        assert config["qos"] == 1  # Home Assistant subscribes at QoS 1: at-least-once reaches it, not only the broker
         assert topic == f"homeassistant/{topic.split('/')[1]}/test-cam/{topic.split('/')[3]}/config"
         assert config["availability"][0]["topic"] == TOPICS.availability
         avail = env.from_string(config["availability"][0]["value_template"])
@@ -252,6 +253,10 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
     assert not check.is_valid({k: v for k, v in event_config.items() if k != "state_topic"})
     assert not check.is_valid(dict(event_config, event_types=[]))
+    # ...and accepts the options Home Assistant accepts that the device may publish.
+    fps_config = configs["homeassistant/sensor/test-cam/fps/config"]
+    assert check.is_valid(dict(fps_config, qos=1, expire_after=90, json_attributes_topic=TOPICS.stats,
+                               device={**fps_config["device"], "configuration_url": "http://pi.local:8080/"}))
 
 
 def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_video, tmp_path):

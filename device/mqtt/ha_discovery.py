@@ -44,6 +44,9 @@ def discovery_messages(ha: HomeAssistantConfig, topics: Topics, device_id: str,
         "origin": {"name": "emotion-edge", "sw_version": __version__},
         "availability": [{"topic": topics.availability,
                           "value_template": "{{ 'online' if value == 'online' else 'offline' }}"}],
+        # QoS 1: Home Assistant subscribes at this QoS, so the spool's at-least-once delivery reaches it, not
+        # only the broker (without `qos` Home Assistant subscribes at QoS 0).
+        "qos": 1,
     }
     entities: list[tuple[str, str, dict[str, Any]]] = [
         ("sensor", "dominant_emotion", {
