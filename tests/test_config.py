@@ -102,3 +102,20 @@ def test_camera_section_becomes_source_options_field_for_field():
     assert shared == {"width", "height", "fps", "loop", "lores_width"}
     assert {name: getattr(options, name) for name in shared} == {name: getattr(camera, name) for name in shared}
     assert options.on_bad_file == "skip"
+
+
+def test_the_default_device_id_comes_from_the_machine_sanitized_for_topics_and_home_assistant(tmp_path, monkeypatch):
+    from emotion_edge.device.config import identity
+
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    monkeypatch.setattr(identity, "MACHINE_ID_FILES", (tmp_path / "absent", machine_id))
+    monkeypatch.setattr("socket.gethostname", lambda: "Kitchen Pi#2.local")
+    device_id = parse_config("").device_id
+    assert re.fullmatch(r"kitchen-pi-2-[0-9a-f]{8}", device_id), device_id
+    assert "0123456789abcdef" not in device_id  # a keyed hash of the machine id, never the id itself
+    assert parse_config("").device_id == device_id  # stable across starts
+    assert parse_config('device_id = "hall"').device_id == "hall"  # an explicit value wins
+    monkeypatch.setattr(identity, "MACHINE_ID_FILES", (tmp_path / "absent",))
+    assert parse_config("").device_id == "kitchen-pi-2"  # no machine id: the hostname alone
+    assert identity.default_device_id(machine_id="", hostname="###") == "emotion-edge"

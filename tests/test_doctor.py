@@ -66,7 +66,9 @@ def test_a_working_setup_is_all_ok_and_exits_0(mosquitto_binary, tmp_path, capsy
         config = write_config(tmp_path, mqtt_section(broker.port, tmp_path, "sensor", "right-password"))
         code = main(["doctor", "--config", str(config)])
         out = capsys.readouterr().out
-        assert "emotion-edge-emotion-edge-doctor" in broker.log_text()  # its own client id, not the daemon's
+        # Its own client id, not the daemon's (which has the machine's default device id).
+        from emotion_edge.device.config import default_device_id
+        assert f"emotion-edge-{default_device_id()}-doctor" in broker.log_text()
     assert code == 0, out
     assert f"OK    camera      source '{DEMO}': " in out
     assert "OK    broker      mqtt://127.0.0.1:" in out and "MQTT CONNECT accepted as 'sensor'" in out

@@ -71,7 +71,7 @@ def test_install_is_idempotent_and_keeps_an_edited_config(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}\.tflite", current) and (models / current.replace(".tflite", ".json")).exists()
     assert oct(models.stat().st_mode & 0o7777) == "0o2775"
 
-    config.write_text(config.read_text().replace('device_id = "emotion-edge"', 'device_id = "hall"'))
+    config.write_text(config.read_text().replace('# device_id = "hall"', 'device_id = "hall"'))
     before = _tree(root)
     second = _install(root)
     assert second.returncode == 0, second.stderr

@@ -259,6 +259,39 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
                                device={**fps_config["device"], "configuration_url": "http://pi.local:8080/"}))
 
 
+def test_two_devices_left_on_default_ids_keep_distinct_ids_and_topics_and_never_kick_each_other_off(
+        broker, tmp_path, monkeypatch):
+    from emotion_edge.device.config import identity
+
+    # Two Pis, both still named "raspberrypi": only /etc/machine-id tells them apart (injected here).
+    monkeypatch.setattr("socket.gethostname", lambda: "raspberrypi")
+    configs = []
+    for name in ("pi-a", "pi-b"):
+        machine_id = tmp_path / f"{name}.machine-id"
+        machine_id.write_text(("a" if name == "pi-a" else "b") * 32 + "\n")
+        monkeypatch.setattr(identity, "MACHINE_ID_FILES", (machine_id,))
+        configs.append(DaemonConfig(mqtt=mqtt_config(broker.port, tmp_path / name)))
+        again = DaemonConfig()
+        assert again.device_id == configs[-1].device_id  # stable: the same machine gives the same id every start
+    ids = [c.device_id for c in configs]
+    assert ids[0] != ids[1] and all(i.startswith("raspberrypi-") for i in ids), ids
+    inbox = listen(broker.port, ["emotion-edge/+/availability"])
+    publishers = [MqttPublisher(c.mqtt, c.device_id, LABELS, lambda: MODEL_SHA).start() for c in configs]
+    try:
+        assert len({p.client_id for p in publishers}) == 2 and all(p.device_id in p.client_id for p in publishers)
+        inbox.wait(lambda i: {m.topic for m in i.received if m.payload == "online"}
+                   == {f"emotion-edge/{i}/availability" for i in ids}, "both devices online on their own topics")
+        time.sleep(2.0)  # with one client id the broker would drop one per connect: several reconnects by now
+        assert [p.counters.connects for p in publishers] == [1, 1]
+        assert all(p.state_text == "connected" for p in publishers)
+    finally:
+        for publisher in publishers:
+            publisher.close()
+        inbox.listener.close()
+    # An explicit device_id still wins over the machine's.
+    assert DaemonConfig(device_id="hall").device_id == "hall"
+
+
 def test_a_broker_outage_loses_no_event_and_keeps_order(mosquitto_binary, face_video, tmp_path):
     # Persistence on, and a persistent subscriber session: the broker restart keeps the logger's queue, as on
     # a production broker, so what the device re-sends before the logger reconnects still reaches it.

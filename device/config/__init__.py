@@ -17,6 +17,7 @@ _EXPORTS = {
     "parse_config": "daemon",
     "ConfigError": "schema",
     "build": "schema",
+    "default_device_id": "identity",
     "read_secret_file": "secrets",
 }
 __all__ = sorted(_EXPORTS)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import tomllib
 
+from emotion_edge.device.config.identity import default_device_id
 from emotion_edge.device.config.schema import ConfigError, build
 from emotion_edge.device.detection import DetectorConfig
 from emotion_edge.device.displays.config import DisplayConfig
@@ -79,7 +80,8 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    device_id: str = "emotion-edge"
+    # Unset: `<hostname>-<8 hex from /etc/machine-id>`, unique per machine and stable across restarts (identity.py).
+    device_id: str = field(default_factory=default_device_id)
     camera: CameraConfig = field(default_factory=CameraConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
