@@ -28,7 +28,7 @@ from helpers.peers import free_port, require_binary, require_module, wait_until
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.model.metadata import packaged_model_path
-from emotion_edge.device.mqtt.config import MqttConfig, MqttTlsConfig, Topics
+from emotion_edge.device.mqtt.config import HomeAssistantConfig, MqttConfig, MqttTlsConfig, Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection
 from emotion_edge.device.mqtt.listen import Listener, Received, subscriptions
 from emotion_edge.device.mqtt.publisher import MqttPublisher
@@ -257,6 +257,24 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     fps_config = configs["homeassistant/sensor/test-cam/fps/config"]
     assert check.is_valid(dict(fps_config, qos=1, expire_after=90, json_attributes_topic=TOPICS.stats,
                                device={**fps_config["device"], "configuration_url": "http://pi.local:8080/"}))
+
+
+@pytest.mark.parametrize("ha_settings, birth", [
+    ({"discovery_prefix": "custom"}, "homeassistant/status"),  # not derived from the discovery prefix
+    ({"discovery_prefix": "custom", "birth_topic": "ha-main/birth"}, "ha-main/birth"),
+])
+def test_home_assistant_birth_topic_is_its_own_setting(broker, tmp_path, ha_settings, birth):
+    inbox = listen(broker.port, ["custom/#"])
+    config = mqtt_config(broker.port, tmp_path, homeassistant=HomeAssistantConfig(**ha_settings))
+    publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA).start()
+    try:
+        inbox.wait(lambda i: len(i.received) >= 4 + len(LABELS), "discovery under the custom prefix")
+        before = len(inbox.received)
+        paho_publish.single(birth, "online", qos=1, hostname="127.0.0.1", port=broker.port)
+        inbox.wait(lambda i: len(i.received) >= before + 4 + len(LABELS), f"discovery re-sent after {birth} online")
+    finally:
+        publisher.close()
+        inbox.listener.close()
 
 
 def test_two_devices_left_on_default_ids_keep_distinct_ids_and_topics_and_never_kick_each_other_off(

@@ -34,10 +34,15 @@ class MqttTlsConfig:
 class HomeAssistantConfig:
     enabled: bool = True  # publish discovery configs whenever MQTT is enabled
     discovery_prefix: str = "homeassistant"
+    # Home Assistant's birth (and last will) topic: its own setting in Home Assistant's MQTT integration, not
+    # derived from the discovery prefix.
+    birth_topic: str = "homeassistant/status"
 
     def __post_init__(self) -> None:
-        if not self.discovery_prefix or _TOPIC_FORBIDDEN.search(self.discovery_prefix):
-            raise ValueError(f"field 'discovery_prefix' must be a topic without + # or NUL, got {self.discovery_prefix!r}")
+        for name in ("discovery_prefix", "birth_topic"):
+            value = getattr(self, name)
+            if not value or _TOPIC_FORBIDDEN.search(value):
+                raise ValueError(f"field '{name}' must be a topic without + # or NUL, got {value!r}")
 
 
 @dataclass(frozen=True)

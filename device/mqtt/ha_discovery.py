@@ -97,5 +97,6 @@ def share_sensors(topics: Topics, labels: tuple[str, ...]) -> list[tuple[str, st
 
 
 def status_topic(ha: HomeAssistantConfig) -> str:
-    """Home Assistant's birth/last-will topic: `online` there means it (re)started and needs the configs again."""
-    return f"{ha.discovery_prefix}/status"
+    """Home Assistant's birth/last-will topic (`birth_topic`, its own setting, default `homeassistant/status`):
+    `online` there means it (re)started and needs the configs again."""
+    return ha.birth_topic
