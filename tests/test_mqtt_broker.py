@@ -171,6 +171,8 @@ def test_events_state_stats_and_availability_arrive_as_documented(broker, face_v
         assert (track_events[-1]["type"], track_events[-1]["reason"]) in (("end", "left"), ("end", "shutdown"))
         for previous, current in zip(track_events, track_events[1:]):
             assert current["before"] == previous["after"]  # a subscriber can chain a track's events
+        # `end` keeps `after` (Frigate's shape): the track's last reading, with the time it ended.
+        assert track_events[-1]["after"]["end_time"] == track_events[-1]["time"]
     assert all(e["model_sha256"] == running.daemon.classifier.sha256 for e in events)
     for state in inbox.payloads("state"):
         check_state.validate(state)

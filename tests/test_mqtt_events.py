@@ -33,7 +33,8 @@ def test_a_face_appearing_changing_and_leaving_gives_new_update_end_chained_by_b
     out += events.observe(reading(2, 10.2, (face(1, "sad"),)))
     out += events.observe(reading(3, 10.3, (), ended=(1,)))
     assert [(e.type, e.reason) for e in out] == [("new", "appeared"), ("update", "emotion_changed"), ("end", "left")]
-    assert out[0].before is None and out[-1].after is None
+    assert out[0].before is None
+    assert out[-1].after.emotion == "sad"  # `end` keeps the track's last reading (Frigate's shape), not None
     assert out[1].before == out[0].after and out[2].before == out[1].after
     assert out[1].after.emotion == "sad" and out[1].before.emotion == "happy"
     assert [e.frame_index for e in out] == [0, 2, 3]
@@ -60,7 +61,7 @@ def test_a_held_change_is_published_before_its_track_ends():
     events.observe(reading(0, 0.0, (face(1, "happy", is_new=True),)))
     events.observe(reading(1, 0.1, (face(1, "fear"),)))
     out = events.observe(reading(2, 0.2, (), ended=(1,)))
-    assert [(e.type, e.after.emotion if e.after else None) for e in out] == [("update", "fear"), ("end", None)]
+    assert [(e.type, e.after.emotion) for e in out] == [("update", "fear"), ("end", "fear")]
     assert out[1].before.emotion == "fear"
 
 
@@ -103,9 +104,14 @@ def test_payloads_follow_the_documented_event_schema():
         check.validate(json.loads(json.dumps(payload)))
     assert payloads[1]["after"]["probabilities"]["surprise"] == 0.8 and len(payloads[1]["after"]["probabilities"]) == 7
     assert payloads[1]["after"]["box"] == {"x": -0.02, "y": 0.1, "w": 0.5, "h": 0.5}
+    # `end` carries `after`, the last reading, with the time the track ended; no other event has an end_time.
+    end = payloads[2]
+    assert end["type"] == "end" and end["after"]["emotion"] == "surprise" and end["after"]["end_time"] == end["time"]
+    assert end["before"] == payloads[1]["after"] and "end_time" not in payloads[1]["after"]
     # The schema is not a rubber stamp: a wrong shape is rejected.
-    broken = dict(payloads[2], after=payloads[1]["after"])  # `end` with an `after`
-    assert not check.is_valid(broken)
+    assert not check.is_valid(dict(end, after=None))  # `end` without an `after`
+    assert not check.is_valid(dict(end, after=payloads[1]["after"]))  # `end` whose `after` has no end_time
+    assert not check.is_valid(dict(payloads[1], after=end["after"]))  # an `update` with an end_time
     assert not check.is_valid(dict(payloads[0], seq=0))
     assert not check.is_valid({k: v for k, v in payloads[0].items() if k != "model_sha256"})
 

@@ -13,8 +13,10 @@ hide the changes in them. So each face track yields:
 - `end` when the tracker drops it (or the daemon shuts down).
 
 An event's `before` is exactly its track's previous event's `after`, so a
-subscriber can chain a track's events; `end` has `after` None. A held change
-is published just before its track's `end`, so no change is ever swallowed.
+subscriber can chain a track's events; `end`'s `after` is the track's last
+reading, with `end_time` (Frigate's shape: a consumer reads `after` of every
+event). A held change is published just before its track's `end`, so no change
+is ever swallowed.
 
 Pure: no clock of its own beyond the readings' capture times (and one injected
 wall clock to stamp them), no I/O, so every rule above is unit-tested.
@@ -86,9 +88,17 @@ class EmotionEvent:
             "frame": self.frame_index,
             "track_age_s": round(self.track_age_s, 3),
             "before": self.before.to_dict(labels) if self.before else None,
-            "after": self.after.to_dict(labels) if self.after else None,
+            "after": self._after_dict(labels),
             "model_sha256": model_sha256,
         }
+
+    def _after_dict(self, labels: tuple[str, ...]) -> dict[str, Any] | None:
+        if self.after is None:
+            return None
+        after = self.after.to_dict(labels)
+        if self.type == "end":
+            after["end_time"] = iso_utc(self.captured_wall)  # when the track ended: the event's own time
+        return after
 
 
 def iso_utc(unix_seconds: float) -> str:
@@ -170,7 +180,8 @@ class EventBuilder:
         events = []
         if track.latest.emotion != track.published.emotion:  # a change still held by min_interval_s
             events.append(self._update(track_id, track, stamp, "emotion_changed"))
-        events.append(stamp.make("end", reason, track_id, stamp.monotonic - track.started, track.published, None))
+        events.append(stamp.make("end", reason, track_id, stamp.monotonic - track.started, track.published,
+                                 track.latest))
         return events
 
 

@@ -69,7 +69,7 @@ def discovery_messages(ha: HomeAssistantConfig, topics: Topics, device_id: str,
             "event_types": [*labels, LEFT],
             # Home Assistant wants a JSON object with `event_type`; the other keys become the event's attributes.
             "value_template": (
-                "{\"event_type\": \"{{ value_json.after.emotion if value_json.after else '" + LEFT + "' }}\", "
+                "{\"event_type\": \"{{ '" + LEFT + "' if value_json.type == 'end' else value_json.after.emotion }}\", "
                 "\"track_id\": {{ value_json.track_id }}, \"type\": \"{{ value_json.type }}\", "
                 "\"seq\": {{ value_json.seq }}}"
             ),
