@@ -75,7 +75,8 @@ def run_loop(frames: int, http: HttpConfig | None, load: Load = nothing, camera_
     `camera_fps` paces the replay like a real camera; 0 replays as fast as it decodes (the worst case for
     anything sharing the CPU with the loop).
     """
-    config = DaemonConfig(camera=CameraConfig(source=str(DEMO), loop=True, fps=camera_fps or None),
+    config = DaemonConfig(camera=CameraConfig(source=str(DEMO), loop=True, fps=camera_fps or None,
+                                                paced=bool(camera_fps)),
                           model=ModelConfig(path=packaged_model_path(), threads=1),
                           **({"http": http} if http is not None else {}))
     daemon = build_daemon(config)

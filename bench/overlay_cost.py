@@ -60,7 +60,7 @@ def previous_composite(image_bgr: np.ndarray, overlay_rgba: np.ndarray) -> np.nd
 def live_snapshot(frames: int = 40) -> tuple[Snapshot, tuple[str, ...]]:
     """The daemon's snapshot after `frames` frames of the demo clip (a real frame with a tracked face) and the
     model's labels."""
-    daemon = build_daemon(DaemonConfig(camera=CameraConfig(source=str(DEMO)),
+    daemon = build_daemon(DaemonConfig(camera=CameraConfig(source=str(DEMO), paced=False),
                                  model=ModelConfig(path=packaged_model_path(), threads=1)))
     daemon.run(max_frames=frames)
     snapshot = daemon.live.snapshot()

@@ -67,7 +67,7 @@ def _oled_dummy(_config: OledConfig):
 
 
 def run_once(video: Path, frames: int, displays: DisplayConfig | None) -> dict:
-    config = DaemonConfig(camera=CameraConfig(source=str(video), loop=True),
+    config = DaemonConfig(camera=CameraConfig(source=str(video), loop=True, paced=False),
                           model=ModelConfig(path=packaged_model_path(), threads=1))
     daemon = build_daemon(config)
     manager, sink = None, None

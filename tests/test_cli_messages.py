@@ -27,7 +27,7 @@ def frames_config(tmp_path: Path, log_level: str) -> Path:
     for i in range(3):
         assert cv2.imwrite(str(frames / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
     config = tmp_path / "config.toml"
-    config.write_text(f'[camera]\nsource = "{frames}"\nloop = true\n'
+    config.write_text(f'[camera]\nsource = "{frames}"\nloop = true\npaced = false\n'
                       f'[model]\npath = "{packaged_model_path()}"\nthreads = 1\n'
                       f'[pipeline]\nstats_interval_s = 0.001\n[log]\nlevel = "{log_level}"\nformat = "text"\n')
     return config

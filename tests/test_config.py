@@ -99,7 +99,8 @@ def test_camera_section_becomes_source_options_field_for_field():
                           "lores_width = 160\n").camera
     options = camera.source_options(on_bad_file="skip")
     shared = {f.name for f in dataclasses.fields(SourceOptions)} & {f.name for f in dataclasses.fields(camera)}
-    assert shared == {"width", "height", "fps", "loop", "lores_width"}
+    assert shared == {"width", "height", "fps", "loop", "paced", "lores_width"}
+    assert parse_config("").camera.paced and not parse_config("[camera]\npaced = false\n").camera.paced
     assert {name: getattr(options, name) for name in shared} == {name: getattr(camera, name) for name in shared}
     assert options.on_bad_file == "skip"
 

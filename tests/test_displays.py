@@ -428,7 +428,7 @@ def test_run_command_goes_on_when_the_configured_displays_are_absent(tmp_path, c
     demo = Path(__file__).parent.parent / "examples" / "demo.mp4"
     config = tmp_path / "config.toml"
     # Port 99: no such I2C bus anywhere, so this test cannot reach a real panel.
-    config.write_text(f'[camera]\nsource = "{demo}"\n[model]\npath = "{packaged_model_path()}"\nthreads = 1\n'
+    config.write_text(f'[camera]\nsource = "{demo}"\npaced = false\n[model]\npath = "{packaged_model_path()}"\nthreads = 1\n'
                       "[display.hdmi]\nenabled = true\n[display.oled]\nenabled = true\ni2c_port = 99\n")
     assert main(["run", "--config", str(config), "--max-frames", "12"]) == 0
     out, err = capsys.readouterr()  # `run` logs to stderr through its own handler

@@ -660,3 +660,27 @@ def test_reopening_keeps_the_inner_sources_gaps_so_drops_stay_countable():
 
     with ReopeningSource(Gappy, Backoff()) as source:
         assert [source.read(0.1).index for _ in range(3)] == [0, 3, 4]
+
+
+def _read_elapsed(source: FrameSource, count: int) -> float:
+    with source:
+        started = time.monotonic()
+        frames = [source.read(2.0) for _ in range(count)]
+        elapsed = time.monotonic() - started
+    assert all(frame is not None for frame in frames)
+    return elapsed
+
+
+def test_file_sources_are_paced_like_a_camera_by_default_and_unpaced_on_request(tmp_path, video):
+    # The clip states 10 fps: by default 5 frames take 4 periods, as from a camera; a 15 fps demo no longer
+    # replays at hundreds of fps and floods the broker with events.
+    assert _read_elapsed(open_source(str(video)), 5) >= 0.38
+    assert _read_elapsed(open_source(str(video), SourceOptions(fps=20)), 5) >= 0.18  # fps overrides the file's
+    # Unpaced (`[camera] paced = false`, `run --unpaced`): as fast as read, fps ignored.
+    assert _read_elapsed(open_source(str(video), SourceOptions(paced=False, fps=1)), 5) < 0.3
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    for i in range(4):
+        _write_png(folder / f"{i}.png", 10 * i)
+    assert _read_elapsed(open_source(str(folder)), 4) >= 0.18  # stills: 15 fps, a camera's usual rate
+    assert _read_elapsed(open_source(str(folder), SourceOptions(paced=False)), 4) < 0.15

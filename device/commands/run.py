@@ -91,6 +91,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     _add_daemon_config_options(p)
     p.add_argument("--source", help="override [camera] source: picamera2, a webcam index, a file, a folder or a URL")
     p.add_argument("--max-frames", type=non_negative_int, default=0, help="stop after N frames (0: run until stopped)")
+    p.add_argument("--unpaced", action="store_true",
+                   help="replay a video file or image folder as fast as it is read, not at its own frame rate "
+                        "(sets [camera] paced = false)")
     p.set_defaults(handler=_run_daemon)
 
 
@@ -112,6 +115,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
     config = _daemon_config(args)
     if args.source:
         config = replace(config, camera=replace(config.camera, source=args.source))
+    if args.unpaced:
+        config = replace(config, camera=replace(config.camera, paced=False))
     app = App(config)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: app.stop())

@@ -27,6 +27,8 @@ class CameraConfig:
     height: int | None = None
     fps: float | None = None
     loop: bool = False
+    # Video files and image folders come at their own frame rate like a camera (fps if set); false: unpaced.
+    paced: bool = True
     lores_width: int = 640
     stall_timeout_s: float = 10.0
     reopen_initial_s: float = 1.0
@@ -48,7 +50,7 @@ class CameraConfig:
         """What open_source() takes from this section; `extra` sets what no config file can (the camera preview,
         a camera factory) or what the caller decides (on_bad_file). The one place [camera] becomes SourceOptions."""
         return SourceOptions(width=self.width, height=self.height, fps=self.fps, loop=self.loop,
-                             lores_width=self.lores_width, **extra)
+                             paced=self.paced, lores_width=self.lores_width, **extra)
 
 
 @dataclass(frozen=True)

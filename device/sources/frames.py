@@ -141,6 +141,10 @@ class _Pacer:
     def reset(self) -> None:
         self._due = None
 
+    def set_rate(self, fps: float | None) -> None:
+        """Pace at `fps` from now on (None or 0: unpaced); a file source learns its own rate when it opens."""
+        self._period = 1.0 / fps if fps and fps > 0 else 0.0
+
     def wait(self, timeout: float) -> bool:
         """Sleep until the next frame is due; False if that is more than ``timeout`` away."""
         if not self._period or self._due is None:

@@ -50,12 +50,17 @@ def load_image(path: Path) -> np.ndarray:
     return image
 
 
+IMAGE_FPS = 15.0  # a paced image folder without an fps: a camera's usual rate
+
+
 class ImageSource(SourceBase):
     """Still images as a frame sequence: a folder (image files in natural order) or a list of files.
 
     A folder contributes only files with an image suffix; files given explicitly are all used.
     on_bad_file: "raise" stops with a SourceError naming the file; "skip" logs a warning once
-    and moves on. fps paces delivery (None = as fast as read() is called).
+    and moves on. fps paces delivery; without fps, `paced` (what open_source() and the daemon's
+    `[camera] paced` default to) paces it at IMAGE_FPS (stills have no frame rate of their own: a camera's
+    usual one); neither: as fast as read() is called.
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class ImageSource(SourceBase):
         *,
         loop: bool = False,
         fps: float | None = None,
+        paced: bool = False,
         on_bad_file: Literal["raise", "skip"] = "raise",
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
@@ -81,7 +87,7 @@ class ImageSource(SourceBase):
         self.loop = loop
         self.on_bad_file = on_bad_file
         self._clock = clock
-        self._pacer = _Pacer(fps, clock, sleep)
+        self._pacer = _Pacer(fps or (IMAGE_FPS if paced else None), clock, sleep)
         self._files: list[Path] | None = None
         self._bad: set[Path] = set()
         self._position = 0

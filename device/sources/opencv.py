@@ -119,6 +119,20 @@ class _LatestFrameReader:
             )
 
 
+FALLBACK_FILE_FPS = 15.0  # a paced video whose container states no (or an absurd) frame rate
+MAX_FILE_FPS = 240.0
+
+
+def file_fps(capture: cv2.VideoCapture, name: str) -> float:
+    """A video file's own frame rate, as its container states it; FALLBACK_FILE_FPS where it states none."""
+    fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+    if 0 < fps <= MAX_FILE_FPS:
+        return fps
+    log.warning("%s: the file states no usable frame rate (%g); pacing it at %g fps", name, fps, FALLBACK_FILE_FPS,
+                extra={"source": name, "event": "file_fps_unknown"})
+    return FALLBACK_FILE_FPS
+
+
 class OpenCVSource(SourceBase):
     """cv2.VideoCapture: USB webcams (index or /dev/videoN), RTSP/HTTP streams and video files.
 
@@ -128,8 +142,10 @@ class OpenCVSource(SourceBase):
     loop or raise SourceExhausted.
 
     width/height/fps: requested capture format for webcams (the driver may pick the nearest;
-    the negotiated values are logged). For files, fps paces playback (None = as fast as read);
-    for streams it is ignored, the sender decides.
+    the negotiated values are logged). For files, fps paces playback; without fps, `paced` (what open_source()
+    and the daemon's `[camera] paced` default to) paces it like a camera at the file's own frame rate
+    (FALLBACK_FILE_FPS where the container states none); neither: as fast as read() is called. For streams
+    fps is ignored, the sender decides.
     """
 
     def __init__(
@@ -140,6 +156,7 @@ class OpenCVSource(SourceBase):
         height: int | None = None,
         fps: float | None = None,
         loop: bool = False,
+        paced: bool = False,
         fourcc: str | None = None,
         buffer_size: int = 1,
         threaded: bool | None = None,
@@ -157,6 +174,7 @@ class OpenCVSource(SourceBase):
         self.name = f"webcam:{uri}" if isinstance(uri, int) else redact_uri(uri)
         self.width, self.height, self.fps = width, height, fps
         self.loop = loop
+        self.paced = paced
         self.fourcc = fourcc
         self.buffer_size = buffer_size
         self.threaded = self.kind != "file" if threaded is None else threaded
@@ -178,6 +196,8 @@ class OpenCVSource(SourceBase):
         capture = self._open_capture()
         self._index = 0
         self._pacer.reset()
+        if self.kind == "file" and self.paced and not self.fps:
+            self._pacer.set_rate(file_fps(capture, self.name))
         if self.threaded:
             self._reader = _LatestFrameReader(capture, self.name)
             self._reader.start()

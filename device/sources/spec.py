@@ -33,8 +33,10 @@ class SourceOptions:
     """Settings open_source() passes to whichever source the spec selects.
 
     width/height: requested webcam format, or the Pi camera's main stream size.
-    fps: camera frame rate for cameras; playback pacing for video files and images.
+    fps: camera frame rate for cameras; playback rate for video files and images.
     loop: replay video files and image lists instead of ending.
+    paced: replay video files and images like a camera, at fps or else their own rate (a video's, 15 fps for
+        images); False replays them as fast as they are read (tests, benchmarks).
     lores_width: width of the Pi camera's gray stream (height follows main's aspect ratio).
     on_bad_file: what an image source does with an undecodable file.
     camera_factory: makes the Picamera2 object (tests inject a fake).
@@ -45,6 +47,7 @@ class SourceOptions:
     height: int | None = None
     fps: float | None = None
     loop: bool = False
+    paced: bool = True
     lores_width: int = 640
     on_bad_file: Literal["raise", "skip"] = "raise"
     camera_factory: Callable[[], Any] | None = field(default=None, compare=False)
@@ -76,11 +79,11 @@ def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSou
         raise SourceSpecError(f"unsupported URL scheme {scheme!r} in {redact_uri(text)!r}; accepted: {ACCEPTED_SPECS}")
     path = Path(text).expanduser()
     if path.is_dir():
-        return ImageSource(path, loop=options.loop, fps=options.fps, on_bad_file=options.on_bad_file)
+        return _image_source(path, options)
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            return ImageSource([path], loop=options.loop, fps=options.fps, on_bad_file=options.on_bad_file)
+            return _image_source([path], options)
         if suffix in VIDEO_SUFFIXES:
             return _opencv_source(str(path), options)
         raise SourceSpecError(f"{text!r}: unrecognised file type {suffix or '(no suffix)'!r}; accepted: {ACCEPTED_SPECS}")
@@ -88,7 +91,16 @@ def open_source(spec: str, options: SourceOptions = SourceOptions()) -> FrameSou
 
 
 def _opencv_source(uri: str, options: SourceOptions) -> OpenCVSource:
-    return OpenCVSource(uri, width=options.width, height=options.height, fps=options.fps, loop=options.loop)
+    # Unpaced replay of a file ignores fps too: as fast as the pipeline reads. For cameras fps is the capture rate.
+    fps = options.fps if options.paced or uri_kind(uri) != "file" else None
+    return OpenCVSource(uri, width=options.width, height=options.height, fps=fps, loop=options.loop,
+                        paced=options.paced)
+
+
+def _image_source(paths: Path | list[Path], options: SourceOptions) -> ImageSource:
+    # Unpaced replay ignores fps too.
+    return ImageSource(paths, loop=options.loop, fps=options.fps if options.paced else None, paced=options.paced,
+                       on_bad_file=options.on_bad_file)
 
 
 def _picamera_source(options: SourceOptions) -> PiCameraSource:
