@@ -26,7 +26,8 @@ def event(device: str, seq: int, unix: float, kind: str, track: int, age: float,
     return Message("events", {
         "version": 1, "seq": seq, "type": kind, "reason": reason, "device_id": device, "track_id": track,
         "time": iso_utc(unix), "monotonic": unix - DAY_START, "frame": seq, "track_age_s": age,
-        "before": face(before) if before else None, "after": face(after) if after else None,
+        "before": face(before) if before else None,
+        "after": {**face(after), **({"end_time": iso_utc(unix)} if kind == "end" else {})} if after else None,
         "model_sha256": "0" * 64}, unix)
 
 
@@ -52,7 +53,7 @@ def synthetic_day(path: Path, seconds: int = 86400, device: str = "bench-cam", s
             start, emotion = open_tracks[track]
             if roll < 0.16:
                 del open_tracks[track]
-                batch.append(event(device, seq, unix, "end", track, unix - start, emotion, None))
+                batch.append(event(device, seq, unix, "end", track, unix - start, emotion, emotion))  # `end` keeps `after`
             elif roll < 0.5:
                 others = [label for label in LABELS if label != emotion]
                 changed = rng.choices(others, [weights[LABELS.index(label)] for label in others])[0]
