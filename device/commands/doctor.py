@@ -465,19 +465,10 @@ def check_service(host: HostPaths) -> CheckResult:
     return warn(name, f"{SERVICE}.service is {state}", f"sudo emotion-edge install (or sudo systemctl enable --now {SERVICE})")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # the service user's process, seen from another user
-    return True
-
-
 def check_daemon(config: DaemonConfig, now: float | None = None) -> CheckResult:
     """What the running daemon last reported in its status file ([service] status_file)."""
     from emotion_edge.device.daemon.service import read_status
+    from emotion_edge.device.model.health import pid_alive
 
     name = "daemon"
     path = config.service.status_file
@@ -486,7 +477,7 @@ def check_daemon(config: DaemonConfig, now: float | None = None) -> CheckResult:
         return ok(name, f"no status file {path}: no daemon with this config is running on this machine")
     moment = time.time() if now is None else now
     pid = int(status.get("pid", 0))
-    if not pid or not _pid_alive(pid):
+    if not pid or not pid_alive(pid):
         return warn(name, f"{path} was written by pid {pid}, which is not running: the daemon stopped",
                     f"journalctl -u {SERVICE} -b says why; sudo systemctl restart {SERVICE}")
     error = status.get("reload_error") or {}

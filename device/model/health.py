@@ -11,7 +11,8 @@ from emotion_edge.device.daemon.service import read_status
 from emotion_edge.device.model.store import StoreError
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists, whoever owns it (the deploy's health check and `doctor` both ask)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -22,7 +23,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def health_verdict(status: dict[str, Any] | None, sha: str, since: float, now: float,
-                   pid_alive: Callable[[int], bool] = _pid_alive) -> tuple[bool | None, str]:
+                   pid_alive: Callable[[int], bool] = pid_alive) -> tuple[bool | None, str]:
     """(True, why) healthy, (False, why) failed for good, (None, why) not yet: the daemon runs `sha` and
     processed a frame after `since` (wall clock of the activation)."""
     if status is None:
