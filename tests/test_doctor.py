@@ -15,7 +15,8 @@ import pytest
 from helpers.mosquitto import Mosquitto
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from emotion_edge.device.commands.doctor import (
+from emotion_edge.device.config import load_config
+from emotion_edge.device.doctor import (
     HostPaths,
     Level,
     check_broker,
@@ -25,7 +26,6 @@ from emotion_edge.device.commands.doctor import (
     decode_throttled,
     doctor,
 )
-from emotion_edge.device.config import load_config
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.main import main
 
