@@ -221,7 +221,8 @@ def _hud(canvas: Canvas, hud: Hud, layout: Layout) -> None:
 
 
 def draw_overlay(size: tuple[int, int], faces: Sequence[OverlayFace], hud: Hud | None = None) -> Canvas:
-    """The overlay (see render_overlay) with the rectangles it was drawn in, for `composite`."""
+    """The overlay: its `pixels` are a (height, width, 4) uint8 RGBA image (every face annotated, the HUD top-left,
+    transparent elsewhere), kept with the rectangles it was drawn in, for `composite`."""
     width, height = size
     if width <= 0 or height <= 0:
         raise ValueError(f"overlay size must be positive, got {width}x{height}")
@@ -232,11 +233,6 @@ def draw_overlay(size: tuple[int, int], faces: Sequence[OverlayFace], hud: Hud |
     if hud is not None:
         _hud(canvas, hud, layout)
     return canvas
-
-
-def render_overlay(size: tuple[int, int], faces: Sequence[OverlayFace], hud: Hud | None = None) -> np.ndarray:
-    """A (height, width, 4) uint8 RGBA image: every face annotated, the HUD top-left, transparent elsewhere."""
-    return draw_overlay(size, faces, hud).pixels
 
 
 def drawn_bounds(overlay_rgba: np.ndarray) -> list[Rect]:

@@ -20,7 +20,6 @@ from emotion_edge.device.overlay import (
     composite,
     draw_overlay,
     faces_from_reading,
-    render_overlay,
     snapshot_overlay,
 )
 
@@ -31,7 +30,7 @@ def _rgba(label: str) -> tuple[int, int, int, int]:
 
 def _golden_overlay() -> np.ndarray:
     faces = [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)]
-    return render_overlay((512, 512), faces, Hud(fps=14.8, mqtt="connected"))
+    return draw_overlay((512, 512), faces, Hud(fps=14.8, mqtt="connected")).pixels
 
 
 def test_overlay_matches_the_golden_image():
@@ -54,11 +53,11 @@ def test_box_is_the_emotion_colour_and_everything_else_is_transparent():
 
 
 def test_label_names_track_emotion_and_confidence():
-    with_label = render_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)])
+    with_label = draw_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=1)]).pixels
     x, y, w, _ = ASTRONAUT_FACE
     band = with_label[y - 25 : y - 2, x : x + w + 40, 3]
     assert (band > 0).sum() > 150  # "#1 happy 80%" sits just above the box
-    other = render_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=12)])
+    other = draw_overlay((512, 512), [OverlayFace(ASTRONAUT_FACE, LABELS, HAPPY, track_id=12)]).pixels
     assert not np.array_equal(other[y - 25 : y - 2], with_label[y - 25 : y - 2])  # the id is part of the label
 
 
@@ -66,7 +65,7 @@ def test_bar_lengths_are_proportional_to_the_probabilities():
     probabilities = np.array([0.0, 0.0, 0.0, 0.6, 0.0, 0.0, 0.4], np.float32)
     item = OverlayFace((100, 100, 200, 200), LABELS, probabilities)
     size = (960, 960)  # large bars, so the filled part reaches past the row's three-letter name
-    overlay = render_overlay(size, [item])
+    overlay = draw_overlay(size, [item]).pixels
     layout = Layout.for_size(*size)
     x0, y0 = bar_origin(item, size[0], layout)
     assert x0 == 100 + 200 + 4  # right of the box
@@ -83,22 +82,22 @@ def test_bar_lengths_are_proportional_to_the_probabilities():
 
 def test_bars_move_left_of_a_face_at_the_right_edge():
     item = OverlayFace((560, 100, 70, 70), LABELS, SURPRISED)
-    overlay = render_overlay((640, 480), [item])
+    overlay = draw_overlay((640, 480), [item]).pixels
     x0, _ = bar_origin(item, 640, Layout.for_size(640, 480))
     assert x0 < 560
     assert overlay[110, x0 : x0 + 20, 3].max() > 0 and overlay[110, 635:, 3].max() == 0
 
 
 def test_hud_shows_fps_and_mqtt_on_a_dark_backing_and_nothing_without_it():
-    overlay = render_overlay((640, 480), [], Hud(fps=9.5, mqtt="disconnected"))
+    overlay = draw_overlay((640, 480), [], Hud(fps=9.5, mqtt="disconnected")).pixels
     assert tuple(overlay[1, 1]) == HUD_BACKING
     hud = overlay[:30, :260]
     assert ((hud[:, :, :3].min(axis=-1) > 200) & (hud[:, :, 3] > 200)).sum() > 40  # white text on it
     assert overlay[40:, :, 3].max() == 0
-    fps_only = render_overlay((640, 480), [], Hud(fps=9.5))
+    fps_only = draw_overlay((640, 480), [], Hud(fps=9.5)).pixels
     assert (fps_only[:30, :, 3] > 0).sum() < (hud[:, :, 3] > 0).sum()  # a shorter line without the MQTT part
-    assert render_overlay((640, 480), [], Hud()).max() == 0
-    assert render_overlay((640, 480), []).max() == 0
+    assert draw_overlay((640, 480), [], Hud()).pixels.max() == 0
+    assert draw_overlay((640, 480), []).pixels.max() == 0
 
 
 def test_composite_blends_by_alpha_and_leaves_transparent_pixels_alone():
@@ -186,7 +185,7 @@ def test_the_reported_emotion_is_the_smoothed_one_not_the_raw_argmax():
     held = type(held)(held.track_id, held.box, held.box_norm, held.probabilities,
                       type(held.state)(LABELS.index("neutral"), 0.3, SURPRISED, False), False)
     [item] = faces_from_reading(reading(held), LABELS)
-    overlay = render_overlay((320, 240), [item])
+    overlay = draw_overlay((320, 240), [item]).pixels
     assert tuple(overlay[40, 10]) == _rgba("neutral")  # hysteresis still reports neutral
 
 

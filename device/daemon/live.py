@@ -36,24 +36,16 @@ class LiveState:
         self.timeline = timeline if timeline is not None else Timeline()
         self._lock = threading.Lock()
         self._snapshot = Snapshot(room=room_state(None, labels))
-        self._changed = threading.Condition(self._lock)
 
     def snapshot(self) -> Snapshot:
         with self._lock:
             return self._snapshot
 
-    def wait_newer(self, sequence: int, timeout: float) -> Snapshot:
-        """The snapshot once its sequence exceeds `sequence`, or the current one after `timeout` seconds."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._snapshot.sequence > sequence, timeout)
-            return self._snapshot
-
     def update_frame(self, frame: Frame, reading: FrameReading) -> None:
         room = room_state(reading, self.labels)
-        with self._changed:
+        with self._lock:
             self._snapshot = replace(self._snapshot, frame=frame, reading=reading, room=room,
                                      sequence=self._snapshot.sequence + 1)
-            self._changed.notify_all()
         self.timeline.observe(room)  # outside the snapshot's lock: readers of the snapshot never wait for it
 
     def update(self, **fields: Any) -> None:
