@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.photo import astronaut_bgr as _astronaut_bgr
+from helpers.photo import png_bomb
 
 from emotion_edge.device.config import PipelineConfig
 from emotion_edge.device.detection import DetectorConfig, make_detector
@@ -126,27 +127,12 @@ def test_analyze_video_follows_people_across_frames(capsys):
     assert all(fr["faces"] == [] for fr in result["frames"][56:64])
 
 
-def _png_bomb(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of zeros: small on disk, width x height pixels once decoded."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + (width + 7) // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-
-
 def test_analyze_refuses_an_image_over_the_pixel_limit_by_its_header_naming_the_limit(capsys, tmp_path,
                                                                                         astronaut_jpg):
     # The HTTP API's limit (24,000,000 by default) now serves the CLI too; before, this decoded 30 M pixels
     # (and a 30000x30000 file took 6 GB).
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_bomb(6000, 5000))
+    bomb.write_bytes(png_bomb(6000, 5000))
     code, results = _analyze_json(capsys, bomb, astronaut_jpg)
     assert code == 1
     assert results[0]["error"]["code"] == "too_many_pixels"
@@ -154,6 +140,6 @@ def test_analyze_refuses_an_image_over_the_pixel_limit_by_its_header_naming_the_
     assert "6000x5000" in message and "24,000,000" in message and "--max-pixels" in message
     assert results[1]["faces"]  # the other file is still analyzed
     huge = tmp_path / "huge.png"
-    huge.write_bytes(_png_bomb(30000, 30000))  # past Pillow's own ceiling too: still our error, our limit
+    huge.write_bytes(png_bomb(30000, 30000))  # past Pillow's own ceiling too: still our error, our limit
     code, results = _analyze_json(capsys, huge, "--max-pixels", 1000)
     assert code == 1 and results[0]["error"]["code"] == "too_many_pixels" and "1,000" in results[0]["error"]["message"]

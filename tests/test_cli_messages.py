@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from helpers.photo import frame_folder
 
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.main import build_parser, main
@@ -22,10 +23,7 @@ def emotion_edge(*args: str, timeout: float = 120) -> subprocess.CompletedProces
 
 def frames_config(tmp_path: Path, log_level: str) -> Path:
     """A daemon config on a looped folder of three frames, with a stats line every frame."""
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        assert cv2.imwrite(str(frames / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
+    frames = frame_folder(tmp_path / "frames")
     config = tmp_path / "config.toml"
     config.write_text(f'[camera]\nsource = "{frames}"\nloop = true\npaced = false\n'
                       f'[model]\npath = "{packaged_model_path()}"\nthreads = 1\n'

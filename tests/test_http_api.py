@@ -8,14 +8,13 @@ import base64
 import hashlib
 import struct
 import threading
-import zlib
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 from helpers.peers import free_port
-from helpers.photo import astronaut_bgr
+from helpers.photo import astronaut_bgr, png_bomb
 from helpers.webserver import api_config, encode, faces_scene, openapi_schema, serving
 
 from emotion_edge.device.config.schema import ConfigError
@@ -66,19 +65,6 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error"]["code"] == code and len(body["error"]["message"]) > 10
-
-
-def png_bomb(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of zeros: a few hundred kilobytes that would decode to width x height pixels."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    row = b"\0" * (1 + (width + 7) // 8)
-    packer = zlib.compressobj(9)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
 def test_jpeg_of_a_real_face_gives_the_cli_schema(client, schema, photo):

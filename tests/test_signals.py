@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 from helpers.model_variants import padded_model
 from helpers.peers import free_port, wait_until
+from helpers.photo import frame_folder
 
 from emotion_edge.device.model.metadata import file_sha256, packaged_model_path
 
@@ -30,10 +31,7 @@ def _litert_loaded(pid: int) -> bool:
 
 def test_sighup_is_handled_before_the_model_loads_and_does_not_kill_run(tmp_path):
     # Before: the handler came after the model load; SIGHUP in the first ~0.3 s ended the daemon with 129.
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        assert cv2.imwrite(str(frames / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
+    frames = frame_folder(tmp_path / "frames")
     config = tmp_path / "config.toml"
     config.write_text(f'[camera]\nsource = "{frames}"\nloop = true\nfps = 30.0\n'
                       f'[model]\npath = "{packaged_model_path()}"\nthreads = 1\n')

@@ -36,3 +36,28 @@ def astronaut_bgr() -> np.ndarray:
 def astronaut_head() -> np.ndarray:
     """Her head and shoulders (300x300 from the top), the crop the face videos paste."""
     return np.ascontiguousarray(_astronaut()[0:300, 80:380])
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of zeros: a few hundred kilobytes on disk that would decode to width x height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def frame_folder(folder: Path, count: int = 3) -> Path:
+    """`count` plain 160x120 frames of different grays, an image-folder source for tests that need no face."""
+    import cv2
+
+    folder.mkdir()
+    for i in range(count):
+        assert cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
+    return folder
