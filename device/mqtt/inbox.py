@@ -30,6 +30,11 @@ class RoomItem:
 
 
 @dataclass(frozen=True)
+class SensingItem:
+    state: str  # daemon/sensing.py's SensingState
+
+
+@dataclass(frozen=True)
 class Signal:
     name: str
 
