@@ -199,7 +199,7 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA,
                               stats_source=lambda: stats, switch=DetectionSwitch(),
                               configuration_url="http://pi.local:8080/").start()
-    entities = 13 + len(LABELS)
+    entities = 14 + len(LABELS)
     try:
         inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= entities,
                    "discovery")
@@ -328,10 +328,10 @@ def test_home_assistant_birth_topic_is_its_own_setting(broker, tmp_path, ha_sett
     config = mqtt_config(broker.port, tmp_path, homeassistant=HomeAssistantConfig(**ha_settings))
     publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA).start()
     try:
-        inbox.wait(lambda i: len(i.received) >= 12 + len(LABELS), "discovery under the custom prefix")
+        inbox.wait(lambda i: len(i.received) >= 13 + len(LABELS), "discovery under the custom prefix")
         before = len(inbox.received)
         paho_publish.single(birth, "online", qos=1, hostname="127.0.0.1", port=broker.port)
-        inbox.wait(lambda i: len(i.received) >= before + 12 + len(LABELS), f"discovery re-sent after {birth} online")
+        inbox.wait(lambda i: len(i.received) >= before + 13 + len(LABELS), f"discovery re-sent after {birth} online")
     finally:
         publisher.close()
         inbox.listener.close()

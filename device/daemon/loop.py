@@ -9,12 +9,13 @@ ReopeningSource. Consumers of readings (MQTT, displays) plug in as callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from emotion_edge.device.config import DaemonConfig
 from emotion_edge.device.daemon.control import DetectionSwitch
@@ -133,7 +134,7 @@ class Daemon:
     def run(self, max_frames: int = 0) -> dict:
         """Loop until stop() (a signal), `max_frames`, or the end of a finite source; returns the final stats."""
         next_stats = time.monotonic() + self.config.pipeline.stats_interval_s
-        with self.source:
+        with self._camera():
             while not self.stop_event.is_set():
                 if self.follow_switch():
                     self.stop_event.wait(READ_TIMEOUT_S)  # paused: the camera is closed, nothing to read
@@ -158,6 +159,19 @@ class Daemon:
         log.info("stopped %s", fields_text(final), extra=final)
         return final
 
+    @contextlib.contextmanager
+    def _camera(self) -> Iterator[None]:
+        """The camera, open for the loop unless detection is off: a device switched off is never opened."""
+        self.paused = not self.switch.enabled
+        if self.paused:
+            self._announce_paused()
+        else:
+            self.source.open()
+        try:
+            yield
+        finally:
+            self.source.close()
+
     def follow_switch(self) -> bool:
         """Close the camera when detection was switched off, reopen it when switched on; True while paused."""
         if self.switch.enabled == (not self.paused):
@@ -165,12 +179,15 @@ class Daemon:
         self.paused = not self.switch.enabled
         if self.paused:
             self.source.close()  # privacy: not one more frame is captured, let alone processed
-            if not self.ready:  # systemd waits for READY=1: a device that starts paused is up, and says so
-                self.ready = True
-                self.notifier.ready("detection switched off")
+            self._announce_paused()
         else:
             self.source.open()
         return self.paused
+
+    def _announce_paused(self) -> None:
+        if not self.ready:  # systemd waits for READY=1: a device that starts paused is up, and says so
+            self.ready = True
+            self.notifier.ready("detection switched off")
 
     def _sensing_changed(self, state: SensingState) -> None:
         """A room no longer seen is shown empty, not frozen at its last reading."""
