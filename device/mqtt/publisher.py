@@ -62,7 +62,7 @@ from emotion_edge.device.mqtt.delivery import Delivery
 from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EventBuilder, iso_utc
 from emotion_edge.device.mqtt.ha_discovery import DiscoveryContext, discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
-from emotion_edge.device.mqtt.retained import RetainedRecord, stale_topics
+from emotion_edge.device.mqtt.retained import RetainedRecord, retire_stale
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
 from emotion_edge.device.statefile import StateFile
@@ -292,21 +292,11 @@ class MqttPublisher:
         for topic, config in discovery_messages(self._discovery):
             client.publish(topic, json.dumps(config), qos=1, retain=True)
 
-    def _retained_now(self) -> RetainedRecord:
-        discovery = [t for t, _ in discovery_messages(self._discovery)] if self.config.homeassistant.enabled else []
-        device = [t for t in self.topics.retained if t != self.topics.detection or self.switch is not None]
-        return RetainedRecord(tuple(discovery), tuple(device))
-
     def _retire_stale(self, client: mqtt.Client) -> None:
         """Clear what an earlier run left retained that this one no longer publishes (see retained.py)."""
-        current = self._retained_now()
-        stale = stale_topics(RetainedRecord.load(self._retained_store), current)
-        for topic in stale:
-            client.publish(topic, b"", qos=1, retain=True)
-        if stale:
-            log.info("mqtt: cleared %d retained topic(s) this device no longer publishes (discovery off or the "
-                     "device id changed)", len(stale), extra={"topics": stale})
-        current.save(self._retained_store)
+        discovery = [t for t, _ in discovery_messages(self._discovery)] if self.config.homeassistant.enabled else []
+        device = [t for t in self.topics.retained if t != self.topics.detection or self.switch is not None]
+        retire_stale(client, self._retained_store, RetainedRecord(tuple(discovery), tuple(device)))
 
     def _problem(self, level: int, text: str, **extra: Any) -> None:
         """Log a connection problem once, not on every retry; the live state shows it until it clears."""

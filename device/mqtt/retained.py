@@ -9,9 +9,14 @@ cleared with an empty retained message, which is how MQTT deletes one. `emotion-
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+import paho.mqtt.client as mqtt
+
 from emotion_edge.device.statefile import StateFile
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "mqtt-retained.json"
 
@@ -43,3 +48,16 @@ def stale_topics(previous: RetainedRecord, current: RetainedRecord) -> list[str]
     """Topics `previous` published retained that `current` does not: to be cleared."""
     keep = set(current.topics)
     return [topic for topic in dict.fromkeys(previous.topics) if topic not in keep]
+
+
+def retire_stale(client: mqtt.Client, store: StateFile, current: RetainedRecord) -> list[str]:
+    """Clear (empty retained payload, QoS 1) what `store` says was published and `current` no longer is, then
+    record `current`; returns the cleared topics. Called on every connect, before anything else is retained."""
+    stale = stale_topics(RetainedRecord.load(store), current)
+    for topic in stale:
+        client.publish(topic, b"", qos=1, retain=True)
+    if stale:
+        log.info("mqtt: cleared %d retained topic(s) this device no longer publishes (discovery off or the "
+                 "device id changed)", len(stale), extra={"topics": stale})
+    current.save(store)
+    return stale

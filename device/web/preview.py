@@ -85,6 +85,7 @@ def state_json(snapshot: Snapshot, labels: tuple[str, ...], device_id: str) -> d
         "faces": faces,
         "stats": snapshot.stats,
         "mqtt": snapshot.mqtt,
+        "sensing": snapshot.sensing,
         "last_event": snapshot.last_event,
     }
 
