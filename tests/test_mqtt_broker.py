@@ -26,8 +26,8 @@ from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, wr
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
-from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
+from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, MqttConfig, MqttTlsConfig, Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection
