@@ -25,7 +25,7 @@ from helpers.mosquitto import Mosquitto, make_test_pki
 from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
+from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.model.metadata import packaged_model_path
@@ -112,9 +112,11 @@ def mqtt_config(port: int, tmp_path: Path, **overrides) -> MqttConfig:
 def daemon_config(video: Path, mqtt: MqttConfig) -> DaemonConfig:
     # fps paces the looped clip like a camera (and spares the shared CPU); max_missed = 1 ends a track
     # within the clip's empty frames, so every cycle gives `new` and `end` events.
+    # The spool's folder (the test's) also holds the daemon's state files, never /var/lib/emotion-edge.
     return DaemonConfig(device_id=DEVICE, camera=CameraConfig(source=str(video), loop=True, fps=30.0),
                         model=ModelConfig(path=packaged_model_path(), threads=1),
-                        tracker=TrackerConfig(max_missed=1), mqtt=mqtt)
+                        tracker=TrackerConfig(max_missed=1), mqtt=mqtt,
+                        service=ServiceConfig(state_dir=mqtt.spool_path.parent))
 
 
 class RunningDaemon:
@@ -451,6 +453,8 @@ update_min_interval_s = 0.0
 update_refresh_s = 0.1
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
+[service]
+state_dir = "{spool.parent}"
 """)
     return path
 

@@ -85,10 +85,12 @@ def broker(tmp_path):
 
 
 def config_for(port: int, tmp_path: Path, device: str = DEVICE, **mqtt) -> DaemonConfig:
+    # max_age_s far above the stall window: only the device forgetting its faces when it stops seeing keeps a
+    # face seen after the gap from continuing a track that was already ended.
     return DaemonConfig(device_id=device, camera=CameraConfig(source="gated", stall_timeout_s=1.0),
-                        model=ModelConfig(path=packaged_model_path(), threads=1), tracker=TrackerConfig(max_missed=1),
+                        model=ModelConfig(path=packaged_model_path(), threads=1), tracker=TrackerConfig(max_missed=1, max_age_s=30.0),
                         mqtt=mqtt_config(port, tmp_path, **mqtt),
-                        service=ServiceConfig(status_file=None, state_dir=tmp_path))
+                        service=ServiceConfig(state_dir=tmp_path))
 
 
 class Device:
@@ -153,9 +155,12 @@ def test_state_is_fresh_at_start_follows_the_camera_and_is_an_empty_room_before_
         assert [e["reason"] for e in lost] == ["camera_lost"]
         assert device.daemon.stats()["sensing"] == "camera_down"
         assert device.daemon.live.snapshot().room.faces == 0 and device.daemon.live.snapshot().sensing == "camera_down"
-        # It recovers.
+        # It recovers; the face seen again is a new track, not the ended one continued.
         camera.delivering.set()
         inbox.wait(lambda i: room(i) == (1, "sensing"), "sensing again")
+        ended = lost[0]["track_id"]
+        inbox.wait(lambda i: [e for e in i.events() if e["type"] == "new"][-1]["track_id"] != ended, "a new track")
+        assert not [e for e in inbox.events() if e["track_id"] == ended and e["seq"] > lost[0]["seq"]]
         seen = len(inbox.received)
     finally:
         device.stop()

@@ -191,6 +191,8 @@ class Daemon:
 
     def _sensing_changed(self, state: SensingState) -> None:
         """A room no longer seen is shown empty, not frozen at its last reading."""
+        if state in ("paused", "camera_down"):
+            self.pipeline.forget_faces()
         if state != "sensing":
             self.live.clear_room()
         self.live.update(sensing=state)
