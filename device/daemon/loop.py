@@ -123,6 +123,8 @@ class Daemon:
             return None
         self.pipeline.timer.record("capture", time.perf_counter() - started)
         self.counters.count(frame.index)
+        # Before the handlers: subscribers learn the device sees again before the events of what it sees.
+        self.sensing.observe(frame=True, paused=False)
         reading = self.pipeline.process(frame)
         self.live.update_frame(frame, reading)
         started = time.perf_counter()
@@ -146,8 +148,9 @@ class Daemon:
                         log.info("source ended", extra={"source": getattr(self.source, "name", "")})
                         break
                 self.service_tick(reading)
-                self.sensing.observe(frame=reading is not None, paused=self.paused,
-                                     camera_open=getattr(self.source, "is_connected", True))
+                if reading is None:  # a frame was observed in step()
+                    self.sensing.observe(frame=False, paused=self.paused,
+                                         camera_open=getattr(self.source, "is_connected", True))
                 if max_frames and self.counters.frames >= max_frames:
                     break
                 if time.monotonic() >= next_stats:
