@@ -90,3 +90,25 @@ def test_configuration_url_on_every_interface_names_the_host(monkeypatch):
 def test_a_configuration_url_that_is_not_http_is_refused():
     with pytest.raises(ValueError, match="configuration_url"):
         HomeAssistantConfig(configuration_url="hall.local")
+
+
+def test_a_cleared_view_turns_the_preview_dark_instead_of_keeping_the_last_image():
+    import cv2
+    import numpy as np
+    from helpers.mqtt_support import LABELS, face, reading
+
+    from emotion_edge.device.daemon.live import LiveState
+    from emotion_edge.device.sources.frames import bgr_frame
+    from emotion_edge.device.web.preview import SharedEncoder
+
+    live = LiveState(LABELS)
+    encoder = SharedEncoder(live, fps=1000.0, quality=80)
+    live.update_frame(bgr_frame(np.full((120, 160, 3), 200, np.uint8), 0.0, 0), reading(0, 0.0, (face(1, "happy"),)))
+    first = encoder.latest()
+    assert first is not None and cv2.imdecode(np.frombuffer(first[1], np.uint8), cv2.IMREAD_COLOR).mean() > 100
+    live.clear_view()  # what the daemon does when it stops seeing
+    snapshot = live.snapshot()
+    assert snapshot.frame is None and snapshot.reading is None and snapshot.room.faces == 0
+    dark = encoder.latest()
+    assert dark is not None and dark[0] > first[0]
+    assert cv2.imdecode(np.frombuffer(dark[1], np.uint8), cv2.IMREAD_COLOR).max() < 10

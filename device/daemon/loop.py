@@ -197,7 +197,7 @@ class Daemon:
         if state in ("paused", "camera_down"):
             self.pipeline.forget_faces()
         if state != "sensing":
-            self.live.clear_room()
+            self.live.clear_view()
         self.live.update(sensing=state)
         log.log(logging.WARNING if state == "camera_down" else logging.INFO, "sensing: %s", state,
                 extra={"sensing": state})
