@@ -369,3 +369,42 @@ def test_the_readme_event_example_follows_the_schema():
     section = readme[readme.index("\n## MQTT\n"):]
     example = section[section.index("```json\n") + 8: section.index("\n```", section.index("```json\n"))]
     validator("event").validate(json.loads(example))
+
+
+# --- tracks a killed run left open ---
+
+def _delivery(path: Path):
+    import logging
+
+    from emotion_edge.device.mqtt.delivery import Delivery
+    from emotion_edge.device.mqtt.inbox import PublisherCounters
+
+    delivery = Delivery(path, 1 << 20, 10, "hall", LABELS, PublisherCounters(), logging.getLogger("test"))
+    delivery.open()
+    return delivery
+
+
+def test_the_next_start_ends_the_tracks_a_killed_run_left_open_before_any_new_event(tmp_path, caplog):
+    path = tmp_path / "spool.db"
+    events = builder(min_interval_s=0.0)
+    first = _delivery(path)
+    first.add(events.observe(reading(0, 1.0, (face(1, "happy", is_new=True), face(2, "sad", is_new=True)))), MODEL_SHA)
+    first.add(events.observe(reading(1, 1.5, (face(1, "angry"),), ended=(2,))), MODEL_SHA)
+    first.spool_pending()
+    first.spool._db.close()  # killed: no clean stop, no `finish`
+    second = _delivery(path)
+    assert "the last run stopped without ending 1 track(s)" in caplog.text
+    second.add(builder().observe(reading(0, 5.0, (face(1, "fear", is_new=True),))), MODEL_SHA)
+    second.spool_pending()
+    payloads = [json.loads(p) for _, p in second.spool.peek(0, 100)]
+    assert [(p["type"], p["reason"]) for p in payloads] == [
+        ("new", "appeared"), ("new", "appeared"), ("end", "left"), ("update", "emotion_changed"),
+        ("end", "crashed"), ("new", "appeared")]
+    crashed, last = payloads[4], payloads[3]
+    assert crashed["id"] == last["id"] and crashed["before"] == last["after"] and crashed["seq"] == 5
+    assert crashed["after"]["end_time"] == last["time"] and crashed["stream"] == second.spool.stream
+    assert [json.loads(p)["id"] for p in second.spool.open_tracks()] == [payloads[5]["id"]]  # only the new run's
+    for payload in payloads:
+        validator("event").validate(payload)
+    second.close()
+    assert _delivery(path).unspooled[0].track.id == payloads[5]["id"]  # ended once only: the next start ends the newest
