@@ -286,6 +286,20 @@ def test_a_lost_mark_starts_a_new_stream_and_the_spool_still_numbers_on(tmp_path
     assert "sequence mark" in caplog.text and "unreadable" in caplog.text
 
 
+def test_a_mark_that_cannot_be_written_is_logged_once_and_events_are_still_stored(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    SeqMark.path_for(path).mkdir()  # the rename onto it fails, as on a full disk
+    spool = Spool(path, max_bytes=1 << 30)
+    rows = spool.append(_builders(*["x"] * (SEQ_BLOCK + 5)))
+    rows += spool.append(_builders("y"))
+    assert _seqs(rows) == list(range(1, SEQ_BLOCK + 7))
+    assert caplog.text.count("cannot write the sequence mark") == 1
+    SeqMark.path_for(path).rmdir()
+    spool.append(_builders(*["z"] * SEQ_BLOCK))  # the next reservation succeeds and says so
+    assert "is written again" in caplog.text
+    assert SeqMark.read(SeqMark.path_for(path)).above > spool.stats.next_seq - 1
+
+
 def test_the_spool_keeps_each_open_tracks_last_event_with_its_events(tmp_path):
     path = tmp_path / "s.db"
     spool = Spool(path, max_bytes=1 << 20)
