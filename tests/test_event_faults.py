@@ -7,7 +7,8 @@ duplicates (at-least-once delivery) the way the Home Assistant event entity does
 
 The daemon is `emotion-edge run` in a subprocess on a looped face clip (a face appears and leaves every ~0.4 s),
 killed with SIGKILL while the spool holds an open track: with the broker up, with it down, and while starting
-(right after it spooled the `end`s of the tracks the run before left open); a last run stops cleanly.
+(right after it spooled the `end`s of the tracks the run before left open). A run stops cleanly, the spool file
+is corrupted, and a last run starts on it (moves it aside) and stops cleanly too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from test_mqtt_broker import DEVICE, TOPICS, listen
 
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.listen import subscriptions
+from emotion_edge.device.mqtt.spool import SEQ_BLOCK
 
 pytestmark = pytest.mark.peer
 
@@ -194,19 +196,15 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
         finally:
             third.send_signal(signal.SIGKILL)
             third.wait()
-        # 4. A last run delivers what the others spooled and their crashed ends, and stops cleanly (SIGTERM).
+        # 4. A run delivers what the others spooled and their crashed ends, and stops cleanly (SIGTERM).
         seen = count()
-        last = _spawn(config, tmp_path / "last.log")
-        try:
-            inbox.wait(lambda i: count("end", "crashed") >= 2 and count() > seen + 10, "the last run's events",
-                       timeout=TIMEOUT)
-        finally:
-            last.send_signal(signal.SIGTERM)
-            assert last.wait(timeout=TIMEOUT) == 0, (tmp_path / "last.log").read_text()[-2000:]
-        last_seq = _spool(spool, "SELECT value FROM meta WHERE key = 'next_seq'") - 1
-        inbox.wait(lambda i: i.payloads("availability")[-1:] == ["stopped"]
-                   and max(e["seq"] for e in i.events()) == last_seq, f"every event up to seq {last_seq}",
-                   timeout=TIMEOUT)
+        before_corruption = _run_and_stop(config, tmp_path / "fourth.log", inbox, spool,
+                                          lambda: count("end", "crashed") >= 2 and count() > seen + 10)
+        # 5. The spool file is found corrupt at the next start (moved aside): seq goes on above every seq sent.
+        spool.write_bytes(b"not a database" * 1000)
+        seen = count()
+        last_seq = _run_and_stop(config, tmp_path / "fifth.log", inbox, spool,
+                                 lambda: count() > seen + 4)
         inbox.listener.close()
 
     consumer = FrigateStyleConsumer()
@@ -219,15 +217,36 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
     assert sorted(consumer.ended) == sorted(consumer.started) and len(consumer.started) >= 5
     kept = [e["seq"] for e in consumer.kept]
     distinct = {e["seq"] for e in inbox.events()}
-    # Dropping by "seq not above the last kept" dropped only duplicates, never a new event, and nothing is missing.
-    assert kept == sorted(distinct) == list(range(1, last_seq + 1))
+    # Dropping by "seq not above the last kept" dropped only duplicates, never a new event, and nothing is missing:
+    # every seq up to the corruption, then a jump (at most one reserved block) and every seq after it.
+    assert kept == sorted(distinct)
+    resumed = kept.index(min(seq for seq in kept if seq > before_corruption))
+    assert kept[:resumed] == list(range(1, before_corruption + 1))
+    assert kept[resumed:] == list(range(kept[resumed], last_seq + 1))
+    assert before_corruption < kept[resumed] <= before_corruption + 1 + SEQ_BLOCK
     assert len({e["stream"] for e in inbox.events()}) == 1
     # The kills left tracks open; the next starts ended them, each exactly once, at its last known state.
     crashed = [e for e in consumer.ended.values() if e["reason"] == "crashed"]
     assert len(crashed) >= 2
     for end in crashed:
         assert end["after"]["end_time"] == end["time"] and end["before"]["id"] == end["id"]
-    assert _spooled(spool) == 0 and _open_tracks(spool) == 0
+    assert _spooled(spool) == 0 and _open_tracks(spool) == 0 and list(spool.parent.glob("spool.db.corrupt-*"))
     print(f"fault run: {len(distinct)} events, {consumer.duplicates} duplicates dropped, "
           f"{len(consumer.started)} tracks, {len(crashed)} ended as crashed")
     assert json.loads(spool.with_name("spool.db.seq").read_text())["above"] > last_seq
+
+
+def _run_and_stop(config: Path, log: Path, inbox, spool: Path, until) -> int:
+    """Run the daemon until `until()`, stop it with SIGTERM (systemctl stop), wait until the consumer has every
+    event it issued; the last seq."""
+    process = _spawn(config, log)
+    try:
+        inbox.wait(lambda i: until(), f"the events of {log.stem}", timeout=TIMEOUT)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == 0, log.read_text()[-2000:]
+    last_seq = _spool(spool, "SELECT value FROM meta WHERE key = 'next_seq'") - 1
+    inbox.wait(lambda i: i.payloads("availability")[-1:] == ["stopped"]
+               and max(e["seq"] for e in i.events()) == last_seq, f"every event up to seq {last_seq}",
+               timeout=TIMEOUT)
+    return last_seq
