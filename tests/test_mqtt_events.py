@@ -274,7 +274,7 @@ def test_the_mark_is_reserved_ahead_and_moved_before_seqs_pass_it(tmp_path):
     assert SeqMark.read(SeqMark.path_for(path)).above > rows[-1][0]
 
 
-def test_a_lost_mark_starts_a_new_stream_and_the_spool_still_numbers_on(tmp_path, caplog):
+def test_a_lost_mark_keeps_the_spools_stream_and_only_losing_both_starts_a_new_one(tmp_path, caplog):
     path = tmp_path / "s.db"
     spool = Spool(path, max_bytes=1 << 20)
     stream = spool.stream
@@ -282,8 +282,14 @@ def test_a_lost_mark_starts_a_new_stream_and_the_spool_still_numbers_on(tmp_path
     spool.close()
     SeqMark.path_for(path).write_text("{not json")
     spool = Spool(path, max_bytes=1 << 20)
-    assert spool.stream != stream and _seqs(spool.append(_builders("c"))) == [3]
+    assert spool.stream == stream and _seqs(spool.append(_builders("c"))) == [3]
     assert "sequence mark" in caplog.text and "unreadable" in caplog.text
+    assert SeqMark.read(SeqMark.path_for(path)) == SeqMark(stream, 3 + SEQ_BLOCK)  # rewritten at the start
+    spool.close()
+    for leftover in tmp_path.iterdir():  # a wiped state directory
+        leftover.unlink()
+    spool = Spool(path, max_bytes=1 << 20)
+    assert spool.stream != stream and _seqs(spool.append(_builders("d"))) == [1]
 
 
 def test_a_mark_that_cannot_be_written_is_logged_once_and_events_are_still_stored(tmp_path, caplog):

@@ -27,10 +27,10 @@ is lost (found corrupt and moved aside, or deleted): a small mark file beside it
 not per event: the spool's own counter is exact, the mark only bounds it. A
 spool that is not the one the mark was written with (fresh, or replaced after
 corruption) continues above the mark, a gap of at most SEQ_BLOCK plus the events
-lost with the old file. The mark also holds the `stream`, a random id chosen when
-numbering starts: within one stream `seq` only increases, and a new stream (the
-mark itself lost: a wiped state directory) is the one case where `seq` may start
-again, which subscribers can tell. Dropping duplicates by (`stream`, `seq`), or
+lost with the old file. The mark (and the spool) also hold the `stream`, a random
+id chosen when numbering starts: within one stream `seq` only increases, and a
+new stream (the spool and the mark both lost: a wiped state directory) is the
+one case where `seq` may start again, which subscribers can tell. Dropping duplicates by (`stream`, `seq`), or
 by `seq` alone while the stream stays the same, is therefore always safe.
 
 A gap a subscriber sees means events were dropped by the size bound (counted in
@@ -113,7 +113,7 @@ class SeqMark:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spool: the sequence mark %s is unreadable (%s); starting a new stream", path, exc,
+            log.error("spool: the sequence mark %s is unreadable (%s); numbering goes on from the spool", path, exc,
                       extra={"mark": str(path)})
             return None
 
@@ -145,24 +145,32 @@ class Spool:
         self._depth, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
         self._next_seq = self._meta("next_seq")
         self._dropped = self._meta("dropped")
-        self.stream = mark.stream if mark is not None else new_stream()
+        lineage = self._db.execute("SELECT id FROM stream").fetchone()  # the stream this spool numbered in
+        self.stream = mark.stream if mark is not None else lineage[0] if lineage is not None else new_stream()
         self._mark = SeqMark(self.stream, 0)  # nothing reserved yet
         self._mark_failing = False
-        self._continue_numbering(mark)
+        self._continue_numbering(mark, lineage[0] if lineage is not None else None)
 
-    def _continue_numbering(self, mark: SeqMark | None) -> None:
+    def _continue_numbering(self, mark: SeqMark | None, lineage: str | None) -> None:
         """Take the numbering on from the mark where this spool is not the one it was written with; reserve."""
-        lineage = self._db.execute("SELECT id FROM stream").fetchone()
-        if mark is not None and (lineage is None or lineage[0] != mark.stream):
+        spool_next = self._next_seq
+        if mark is not None and lineage != mark.stream:
             if mark.above > self._next_seq:
                 log.warning("spool: %s is new or was replaced; seq continues at %d, above every seq issued before",
                             self.path, mark.above, extra={"spool": str(self.path), "seq": mark.above})
             self._next_seq = max(self._next_seq, mark.above)
         self._reserve(self._next_seq + SEQ_BLOCK)  # first: a crash before the spool notes the lineage only widens a gap
-        with _transaction(self._db):
-            self._db.execute("DELETE FROM stream")
-            self._db.execute("INSERT INTO stream (id) VALUES (?)", (self.stream,))
-            self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next_seq,))
+        if lineage == self.stream and spool_next == self._next_seq:
+            return
+        try:
+            with _transaction(self._db):
+                self._db.execute("DELETE FROM stream")
+                self._db.execute("INSERT INTO stream (id) VALUES (?)", (self.stream,))
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next_seq,))
+        except sqlite3.OperationalError as exc:  # a full disk must not stop the start; the next start jumps a gap
+            if not _is_full(exc):
+                raise
+            log.warning("spool: disk full, cannot note the stream in %s yet", self.path)
 
     def _reserve(self, above: int) -> None:
         """Write the mark. A failure (a full disk: the rename needs a free block, which dropping spooled events
