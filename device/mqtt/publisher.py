@@ -23,7 +23,7 @@ new event until those re-sent ones are acknowledged, so a new event can never
 overtake an old one. After a restart everything still spooled is sent again
 from the oldest. Delivery is at least once: an event whose PUBACK was lost in
 an outage or a crash is sent twice, with the same `seq`; subscribers drop
-duplicates by `seq`.
+duplicates by `seq`, which never goes back (mqtt/spool.py).
 """
 
 from __future__ import annotations
