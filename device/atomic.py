@@ -24,8 +24,13 @@ def replacing(path: Path, tmp: Path | None = None) -> Iterator[Path]:
     os.replace(tmp, path)
 
 
-def write_atomic(path: Path, data: str | bytes, tmp: Path | None = None, mode: int | None = None) -> None:
-    """Replace `path` with `data` (text is written as UTF-8); `mode`, when given, is set before the rename."""
+def write_atomic(path: Path, data: str | bytes, tmp: Path | None = None, mode: int | None = None,
+                 durable: bool = False) -> None:
+    """Replace `path` with `data` (text is written as UTF-8); `mode`, when given, is set before the rename.
+
+    `durable`: also survive a power cut, not only a killed process: the content is synced before the rename and the
+    directory after it (without, a power cut can leave the new name pointing at an empty file on some file systems).
+    """
     with replacing(path, tmp) as target:
         if isinstance(data, bytes):
             target.write_bytes(data)
@@ -33,3 +38,15 @@ def write_atomic(path: Path, data: str | bytes, tmp: Path | None = None, mode: i
             target.write_text(data, encoding="utf-8")
         if mode is not None:
             target.chmod(mode)
+        if durable:
+            _fsync(target, os.O_RDONLY)
+    if durable:
+        _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

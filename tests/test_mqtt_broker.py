@@ -303,8 +303,11 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
         ("appeared", "happy", None), ("sad", "sad", "happy"), ("left", "sad", "sad"), ("appeared", "sad", None)]
     assert all(f["event_type"] in event_config["event_types"] for f in fired)
     assert [f["seq"] for f in fired] == [1, 2, 3, 4] and fired[1]["confidence"] == pytest.approx(0.8)
-    # A far lower seq is a new spool (deleted file), not a duplicate: it fires.
-    assert template.render(value_json={**delivered[0], "seq": 1}, this={"attributes": {"seq": 5000}}).strip()
+    assert all(f["id"] == e["id"] and f["stream"] == e["stream"] for f, e in zip(fired, [*delivered[:3], delivered[3]]))
+    # A lower seq of another stream (the device's state was wiped, numbering starts again) is not a duplicate.
+    seen = {"attributes": {"seq": 5000, "stream": delivered[0]["stream"]}}
+    assert not template.render(value_json={**delivered[0], "seq": 1}, this=seen).strip()
+    assert template.render(value_json={**delivered[0], "seq": 1, "stream": "0123456789ab"}, this=seen).strip()
     assert shares == {**{k: 0.0 for k in LABELS}, "happy": 66.7, "sad": 33.3}
     # The schema rejects what Home Assistant would reject.
     event_config = configs["homeassistant/event/test-cam/emotion_change/config"]

@@ -15,8 +15,8 @@ from helpers.peers import require_module
 from emotion_edge.device.config import parse_config
 from emotion_edge.device.config.schema import ConfigError
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, read_password
-from emotion_edge.device.mqtt.events import EventBuilder, iso_utc
-from emotion_edge.device.mqtt.spool import Spool
+from emotion_edge.device.mqtt.events import EventBuilder, interrupted_end, iso_utc, new_event_id
+from emotion_edge.device.mqtt.spool import SEQ_BLOCK, SeqMark, Spool, TrackMark
 
 require_module("jsonschema")  # payloads are validated against device/schemas
 
@@ -99,7 +99,7 @@ def test_payloads_follow_the_documented_event_schema():
     out = events.observe(reading(0, 0.0, (face(1, "happy", is_new=True),)))
     out += events.observe(reading(1, 0.1, (face(1, "surprise", box=(-0.02, 0.1, 0.5, 0.5)),)))
     out += events.observe(reading(2, 0.2, (), ended=(1,)))
-    payloads = [e.to_payload(seq, "hall", MODEL_SHA, LABELS) for seq, e in enumerate(out, 1)]
+    payloads = [e.to_payload(seq, "0123456789ab", "hall", MODEL_SHA, LABELS) for seq, e in enumerate(out, 1)]
     for payload in payloads:
         check.validate(json.loads(json.dumps(payload)))
     assert payloads[1]["after"]["probabilities"]["surprise"] == 0.8 and len(payloads[1]["after"]["probabilities"]) == 7
@@ -114,6 +114,60 @@ def test_payloads_follow_the_documented_event_schema():
     assert not check.is_valid(dict(payloads[1], after=end["after"]))  # an `update` with an end_time
     assert not check.is_valid(dict(payloads[0], seq=0))
     assert not check.is_valid({k: v for k, v in payloads[0].items() if k != "model_sha256"})
+    assert not check.is_valid({k: v for k, v in payloads[0].items() if k != "id"})
+    assert not check.is_valid(dict(payloads[0], previous="happy"))  # a `new` has nothing before it
+    assert not check.is_valid(dict(payloads[0], after={k: v for k, v in payloads[0]["after"].items() if k != "id"}))
+
+
+def test_a_track_has_one_frigate_style_id_at_the_top_and_in_before_and_after_unique_across_runs():
+    def run() -> list:
+        events = EventBuilder(LABELS, min_interval_s=0.0, wall_clock=lambda: 1_700_000_100.0,
+                              monotonic_clock=lambda: 100.0)
+        out = events.observe(reading(0, 10.0, (face(1, "happy", is_new=True), face(2, "sad", is_new=True))))
+        out += events.observe(reading(1, 10.5, (face(1, "angry"), face(2, "sad"))))
+        out += events.observe(reading(2, 11.0, (), ended=(1, 2)))
+        return [e.to_payload(seq, "0123456789ab", "hall", MODEL_SHA, LABELS) for seq, e in enumerate(out, 1)]
+
+    first, second = run(), run()  # two processes: the same track numbers, the same start times
+    ids = {p["track_id"]: p["id"] for p in first if p["type"] == "new"}
+    assert len(set(ids.values())) == 2
+    for payload in first:
+        assert payload["id"] == ids[payload["track_id"]] == payload["after"]["id"]
+        assert payload["before"] is None or payload["before"]["id"] == payload["id"]
+        assert payload["after"]["start_time"] == "2023-11-14T22:13:30.000Z"  # when the track appeared
+    assert first[0]["id"].startswith("1700000010.000000-") and len(first[0]["id"].split("-")[1]) == 6
+    assert not {p["id"] for p in first} & {p["id"] for p in second}  # same track_id, same time: still distinct
+    assert len({new_event_id(1.0) for _ in range(1000)}) == 1000
+
+
+def test_every_event_says_what_changed_at_the_top_level_for_home_assistant():
+    events = builder(min_interval_s=0.0, refresh_s=1.0)
+    out = events.observe(reading(0, 0.0, (face(1, "happy", 0.7, is_new=True),)))
+    out += events.observe(reading(1, 1.0, (face(1, "happy", 0.75),)))  # unchanged: a refresh
+    out += events.observe(reading(2, 1.2, (face(1, "sad", 0.9),)))
+    out += events.observe(reading(3, 1.4, (), ended=(1,)))
+    payloads = [e.to_payload(seq, "0123456789ab", "hall", MODEL_SHA, LABELS) for seq, e in enumerate(out, 1)]
+    top = [(p["type"], p["reason"], p["previous"], p["emotion"], p["confidence"]) for p in payloads]
+    assert top == [("new", "appeared", None, "happy", 0.7), ("update", "refresh", "happy", "happy", 0.75),
+                   ("update", "emotion_changed", "happy", "sad", 0.9), ("end", "left", "sad", "sad", 0.9)]
+    for payload in payloads:
+        validator("event").validate(payload)
+        assert payload["previous"] == (payload["before"] or {}).get("emotion")
+        assert (payload["emotion"], payload["confidence"]) == (payload["after"]["emotion"],
+                                                               payload["after"]["confidence"])
+
+
+def test_the_end_of_a_track_a_killed_run_left_open_is_its_last_known_state():
+    events = builder(min_interval_s=0.0)
+    out = events.observe(reading(0, 10.0, (face(1, "happy", is_new=True),)))
+    out += events.observe(reading(5, 12.0, (face(1, "sad"),)))
+    last = out[-1].to_payload(2, "0123456789ab", "hall", MODEL_SHA, LABELS)
+    end = {**interrupted_end(last), "seq": 9, "stream": "0123456789ab"}
+    validator("event").validate(end)
+    assert (end["type"], end["reason"], end["id"], end["track_id"]) == ("end", "crashed", last["id"], 1)
+    assert end["before"] == last["after"]  # the chain holds
+    assert end["after"] == {**last["after"], "end_time": last["time"]}  # the last moment it was known in view
+    assert (end["time"], end["frame"], end["previous"], end["emotion"]) == (last["time"], 5, "sad", "sad")
 
 
 # --- the spool ---
@@ -180,6 +234,89 @@ def test_a_corrupt_spool_is_moved_aside_and_a_fresh_one_started(tmp_path, caplog
     spool = Spool(path, max_bytes=1 << 20)
     assert [seq for seq, _ in spool.append(_builders("a"))] == [1]
     assert list(tmp_path.glob("s.db.corrupt-*")) and "was corrupt" in caplog.text
+
+
+def _seqs(rows) -> list[int]:
+    return [seq for seq, _ in rows]
+
+
+@pytest.mark.parametrize("loss", ["corrupt", "deleted"])
+def test_seq_never_goes_back_when_the_spool_is_lost_and_the_stream_stays(tmp_path, loss):
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1 << 20)
+    stream = spool.stream
+    issued = _seqs(spool.append(_builders(*"abc")))
+    spool.close()
+    spool = Spool(path, max_bytes=1 << 20)  # a plain restart: no gap
+    issued += _seqs(spool.append(_builders("d")))
+    assert issued == [1, 2, 3, 4] and spool.stream == stream
+    spool.close()
+    if loss == "corrupt":
+        path.write_bytes(b"garbage" * 1000)
+    else:
+        for leftover in tmp_path.glob("s.db*"):
+            if leftover.name != "s.db.seq":
+                leftover.unlink()
+    spool = Spool(path, max_bytes=1 << 20)
+    after = _seqs(spool.append(_builders("e", "f")))
+    assert after[0] > max(issued) and after[1] == after[0] + 1 and after[0] <= max(issued) + 1 + SEQ_BLOCK
+    assert spool.stream == stream  # the same numbering: dropping duplicates by seq stays safe
+    spool.close()
+    spool = Spool(path, max_bytes=1 << 20)  # and the new spool restarts without another jump
+    assert _seqs(spool.append(_builders("g"))) == [after[1] + 1]
+
+
+def test_the_mark_is_reserved_ahead_and_moved_before_seqs_pass_it(tmp_path):
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1 << 30)
+    assert SeqMark.read(SeqMark.path_for(path)) == SeqMark(spool.stream, 1 + SEQ_BLOCK)
+    rows = spool.append(_builders(*["x"] * (SEQ_BLOCK + 5)))
+    assert SeqMark.read(SeqMark.path_for(path)).above > rows[-1][0]
+
+
+def test_a_lost_mark_keeps_the_spools_stream_and_only_losing_both_starts_a_new_one(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1 << 20)
+    stream = spool.stream
+    spool.append(_builders("a", "b"))
+    spool.close()
+    SeqMark.path_for(path).write_text("{not json")
+    spool = Spool(path, max_bytes=1 << 20)
+    assert spool.stream == stream and _seqs(spool.append(_builders("c"))) == [3]
+    assert "sequence mark" in caplog.text and "unreadable" in caplog.text
+    assert SeqMark.read(SeqMark.path_for(path)) == SeqMark(stream, 3 + SEQ_BLOCK)  # rewritten at the start
+    spool.close()
+    for leftover in tmp_path.iterdir():  # a wiped state directory
+        leftover.unlink()
+    spool = Spool(path, max_bytes=1 << 20)
+    assert spool.stream != stream and _seqs(spool.append(_builders("d"))) == [1]
+
+
+def test_a_mark_that_cannot_be_written_is_logged_once_and_events_are_still_stored(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    SeqMark.path_for(path).mkdir()  # the rename onto it fails, as on a full disk
+    spool = Spool(path, max_bytes=1 << 30)
+    rows = spool.append(_builders(*["x"] * (SEQ_BLOCK + 5)))
+    rows += spool.append(_builders("y"))
+    assert _seqs(rows) == list(range(1, SEQ_BLOCK + 7))
+    assert caplog.text.count("cannot write the sequence mark") == 1
+    SeqMark.path_for(path).rmdir()
+    spool.append(_builders(*["z"] * SEQ_BLOCK))  # the next reservation succeeds and says so
+    assert "is written again" in caplog.text
+    assert SeqMark.read(SeqMark.path_for(path)).above > spool.stats.next_seq - 1
+
+
+def test_the_spool_keeps_each_open_tracks_last_event_with_its_events(tmp_path):
+    path = tmp_path / "s.db"
+    spool = Spool(path, max_bytes=1 << 20)
+    spool.append(_builders("a-new", "b-new"), [TrackMark("a", False), TrackMark("b", False)])
+    spool.append(_builders("a-update", "stats"), [TrackMark("a", False), None])
+    spool.append(_builders("b-end"), [TrackMark("b", True)])
+    assert [json.loads(p)["text"] for p in spool.open_tracks()] == ["a-update"]
+    with pytest.raises(ValueError, match="1 track marks for 2 events"):
+        spool.append(_builders("x", "y"), [None])
+    spool.close()
+    assert [json.loads(p)["text"] for p in Spool(path, max_bytes=1 << 20).open_tracks()] == ["a-update"]
 
 
 def test_an_unwritable_spool_path_names_the_setting(tmp_path):
@@ -252,3 +389,42 @@ def test_the_readme_event_example_follows_the_schema():
     section = readme[readme.index("\n## MQTT\n"):]
     example = section[section.index("```json\n") + 8: section.index("\n```", section.index("```json\n"))]
     validator("event").validate(json.loads(example))
+
+
+# --- tracks a killed run left open ---
+
+def _delivery(path: Path):
+    import logging
+
+    from emotion_edge.device.mqtt.delivery import Delivery
+    from emotion_edge.device.mqtt.inbox import PublisherCounters
+
+    delivery = Delivery(path, 1 << 20, 10, "hall", LABELS, PublisherCounters(), logging.getLogger("test"))
+    delivery.open()
+    return delivery
+
+
+def test_the_next_start_ends_the_tracks_a_killed_run_left_open_before_any_new_event(tmp_path, caplog):
+    path = tmp_path / "spool.db"
+    events = builder(min_interval_s=0.0)
+    first = _delivery(path)
+    first.add(events.observe(reading(0, 1.0, (face(1, "happy", is_new=True), face(2, "sad", is_new=True)))), MODEL_SHA)
+    first.add(events.observe(reading(1, 1.5, (face(1, "angry"),), ended=(2,))), MODEL_SHA)
+    first.spool_pending()
+    first.spool._db.close()  # killed: no clean stop, no `finish`
+    second = _delivery(path)
+    assert "the last run stopped without ending 1 track(s)" in caplog.text
+    second.add(builder().observe(reading(0, 5.0, (face(1, "fear", is_new=True),))), MODEL_SHA)
+    second.spool_pending()
+    payloads = [json.loads(p) for _, p in second.spool.peek(0, 100)]
+    assert [(p["type"], p["reason"]) for p in payloads] == [
+        ("new", "appeared"), ("new", "appeared"), ("end", "left"), ("update", "emotion_changed"),
+        ("end", "crashed"), ("new", "appeared")]
+    crashed, last = payloads[4], payloads[3]
+    assert crashed["id"] == last["id"] and crashed["before"] == last["after"] and crashed["seq"] == 5
+    assert crashed["after"]["end_time"] == last["time"] and crashed["stream"] == second.spool.stream
+    assert [json.loads(p)["id"] for p in second.spool.open_tracks()] == [payloads[5]["id"]]  # only the new run's
+    for payload in payloads:
+        validator("event").validate(payload)
+    second.close()
+    assert _delivery(path).unspooled[0].track.id == payloads[5]["id"]  # ended once only: the next start ends the newest

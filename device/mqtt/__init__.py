@@ -22,7 +22,9 @@ _EXPORTS = {
     "EventType": "events",
     "FaceState": "events",
     "PAYLOAD_VERSION": "events",
+    "interrupted_end": "events",
     "iso_utc": "events",
+    "new_event_id": "events",
     "discovery_messages": "ha_discovery",
     "node_id": "ha_discovery",
     "status_topic": "ha_discovery",
@@ -32,9 +34,11 @@ _EXPORTS = {
     "Delivery": "delivery",
     "MqttPublisher": "publisher",
     "PublisherCounters": "inbox",
+    "SeqMark": "spool",
     "Spool": "spool",
     "SpoolError": "spool",
     "SpoolStats": "spool",
+    "TrackMark": "spool",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,8 @@ worker thread drives it, and hands it a `send` function that gives one payload t
 
 What it owns: the events waiting in memory while the spool cannot be written (bounded, the oldest dropped and
 counted), the spool itself, the in-flight window (client message id -> event seq), the acknowledgements the
-spool could not delete yet, and the pause after a reconnect while the client re-sends what was in flight.
+spool could not delete yet, the pause after a reconnect while the client re-sends what was in flight, and the
+`end` of every track a killed run left open: read from the spool when it opens and queued before any new event.
 Single-threaded: every method runs on the publisher's worker thread (`close` once that thread has ended).
 """
 
@@ -12,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.mqtt import inbox
-from emotion_edge.device.mqtt.events import EmotionEvent
+from emotion_edge.device.mqtt.events import EmotionEvent, interrupted_end
 from emotion_edge.device.mqtt.inbox import PublisherCounters
-from emotion_edge.device.mqtt.spool import Spool, SpoolStats
+from emotion_edge.device.mqtt.spool import Spool, SpoolStats, TrackMark
 
 # Events waiting in memory while the spool cannot be written: beyond this many the oldest are dropped (counted in
 # stats.spool.pending_dropped). About 1 KB each: a few MB at most, hours of events from a busy room.
@@ -27,6 +29,24 @@ PENDING_MAX = 5000
 
 # Hands one event's payload to the client: its message id, or None when the client refused it (retried later).
 Send = Callable[[int, bytes], "int | None"]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event waiting for the spool: its payload given (seq, stream), and the track it opens, updates or ends."""
+
+    payload: Callable[[int, str], dict[str, Any]]
+    track: TrackMark
+
+
+def pending_event(event: EmotionEvent, device_id: str, model_sha256: str, labels: tuple[str, ...]) -> Pending:
+    return Pending(lambda seq, stream: event.to_payload(seq, stream, device_id, model_sha256, labels),
+                   TrackMark(event.id, ends=event.type == "end"))
+
+
+def pending_interrupted_end(last: dict[str, Any]) -> Pending:
+    end = interrupted_end(last)
+    return Pending(lambda seq, stream: {**end, "seq": seq, "stream": stream}, TrackMark(end["id"], ends=True))
 
 
 class Delivery:
@@ -49,11 +69,23 @@ class Delivery:
         self.inflight: dict[int, int] = {}  # client message id -> event seq
         self.last_sent = 0  # highest seq handed to the client
         self.resuming = False
-        self.unspooled: list[tuple[EmotionEvent, str]] = []  # (event, model sha256)
+        self.unspooled: list[Pending] = []
+        self.log = log
 
     def open(self) -> None:
+        """Open the spool; queue an `end` (reason `crashed`) for every track the last run left open, first."""
         self.spool = Spool(self.spool_path, self.spool_max_bytes)
         self.spool_stats = self.spool.stats
+        left_open = []
+        for payload in self.spool.open_tracks():
+            try:
+                left_open.append(pending_interrupted_end(json.loads(payload)))
+            except (ValueError, KeyError, TypeError) as exc:  # not ours to guess at: logged, left as it is
+                self.log.error("mqtt: an open track in the spool %s is unreadable (%s)", self.spool_path, exc)
+        if left_open:
+            self.log.warning("mqtt: the last run stopped without ending %d track(s); ending them now (reason "
+                             "'crashed')", len(left_open), extra={"tracks": [p.track.id for p in left_open]})
+        self.unspooled = left_open + self.unspooled
 
     def close(self) -> None:
         if self.spool is not None:
@@ -61,7 +93,7 @@ class Delivery:
             self.spool.close()
 
     def add(self, events: list[EmotionEvent], model_sha256: str) -> None:
-        self.unspooled += [(event, model_sha256) for event in events]
+        self.unspooled += [pending_event(event, self.device_id, model_sha256, self.labels) for event in events]
 
     def reconnected(self) -> None:
         """The client re-sends what was in flight first; new events wait until it is acknowledged."""
@@ -85,16 +117,17 @@ class Delivery:
         if not self.unspooled or self.spool is None or time.monotonic() < self.retry_at:
             return
         last: dict[str, Any] = {}
+        stream = self.spool.stream
 
-        def encoder(event: EmotionEvent, model_sha256: str) -> Callable[[int], bytes]:
+        def encoder(pending: Pending) -> Callable[[int], bytes]:
             def encode(seq: int) -> bytes:
                 last.clear()
-                last.update(event.to_payload(seq, self.device_id, model_sha256, self.labels))
+                last.update(pending.payload(seq, stream))
                 return json.dumps(last, separators=(",", ":")).encode()
             return encode
 
         try:
-            self.spool.append([encoder(event, sha) for event, sha in self.unspooled])
+            self.spool.append([encoder(p) for p in self.unspooled], [p.track for p in self.unspooled])
         except Exception as exc:  # noqa: BLE001 - a disk error must not kill the thread; the events are kept
             self.counters.spool_errors += 1
             self.append_fault.failed(exc, spool=str(self.spool_path), pending=len(self.unspooled))

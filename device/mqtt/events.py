@@ -18,13 +18,29 @@ reading, with `end_time` (Frigate's shape: a consumer reads `after` of every
 event). A held change is published just before its track's `end`, so no change
 is ever swallowed.
 
+Identity, Frigate's way: every track gets an `id` when it appears, "<start unix
+time>-<6 random characters>", carried at the top level and in `before`/`after`
+with the track's `start_time`. It is unique across processes and devices
+(a numeric `track_id` is the tracker's, per run, restarting at 1: it names the
+face on the overlay and the HTTP API, `id` is what a subscriber keys by).
+
+What Home Assistant needs to tell a change from a refresh or an appearance is
+at the top level, where an event entity's template reads it: `reason`,
+`emotion` (the reading after the event), `previous` (the one before, null for
+`new`) and `confidence`.
+
 Pure: no clock of its own beyond the readings' capture times (and one injected
-wall clock to stamp them), no I/O, so every rule above is unit-tested.
+wall clock to stamp them), no I/O but the injected id source, so every rule
+above is unit-tested. `interrupted_end` builds the `end` of a track that a
+killed run left open, from that track's last payload (mqtt/delivery.py sends it
+at the next start).
 """
 
 from __future__ import annotations
 
 import datetime
+import secrets
+import string
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -32,11 +48,23 @@ from typing import Any, Callable, Literal
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 
 EventType = Literal["new", "update", "end"]
-# `end` reasons besides `left`: `shutdown` (a clean stop), `paused` (detection switched off), `camera_lost` (no
-# frame within the stall window): the device stopped seeing the face, so it must not stay open.
-EventReason = Literal["appeared", "emotion_changed", "refresh", "left", "shutdown", "paused", "camera_lost"]
+# `end` reasons besides `left` and `crashed`: `shutdown` (a clean stop), `paused` (detection switched off),
+# `camera_lost` (no frame within the stall window): the device stopped seeing the face, so it must not stay open.
+EventReason = Literal["appeared", "emotion_changed", "refresh", "left", "shutdown", "crashed", "paused", "camera_lost"]
+# 1 still: the fields added since (id, stream, emotion, previous, confidence, start_time) are additions that a
+# reader of the first shape can ignore, and recorders keep accepting the events of version 1.
 PAYLOAD_VERSION = 1
 ROUND = 4  # decimals for probabilities and boxes: 0.01% and 0.01% of the frame are below the model's noise
+ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_event_id(start_wall: float) -> str:
+    """A track's `id`, Frigate's shape: its start in Unix seconds (6 decimals) and 6 random characters.
+
+    Unique across processes and devices without coordination: two tracks would need the same microsecond and the
+    same draw out of 36**6 (2.2e9). The start first makes ids sort by time, as Frigate's do.
+    """
+    return f"{start_wall:.6f}-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(6))
 
 
 @dataclass(frozen=True)
@@ -68,19 +96,25 @@ class FaceState:
 class EmotionEvent:
     type: EventType
     reason: EventReason
-    track_id: int
+    id: str  # the track's identity across its events, processes and devices (new_event_id)
+    track_id: int  # the tracker's number for the face, per run
+    start_wall: float  # when the track appeared, Unix seconds
     frame_index: int
     captured_monotonic: float  # the frame's capture time on the device's monotonic clock
     captured_wall: float  # the same instant in Unix seconds (UTC)
     track_age_s: float  # how long the track had existed at this event
-    before: FaceState | None
-    after: FaceState | None
+    before: FaceState | None  # None only for `new`
+    after: FaceState
 
-    def to_payload(self, seq: int, device_id: str, model_sha256: str, labels: tuple[str, ...]) -> dict[str, Any]:
-        """The `events` topic's JSON object (schema: device/schemas/event.schema.json)."""
+    def to_payload(self, seq: int, stream: str, device_id: str, model_sha256: str,
+                   labels: tuple[str, ...]) -> dict[str, Any]:
+        """The `events` topic's JSON object (schema: device/schemas/event.schema.json); `seq` and `stream` come
+        from the spool, which numbers events as it stores them."""
         return {
             "version": PAYLOAD_VERSION,
             "seq": seq,
+            "stream": stream,
+            "id": self.id,
             "type": self.type,
             "reason": self.reason,
             "device_id": device_id,
@@ -89,18 +123,35 @@ class EmotionEvent:
             "monotonic": round(self.captured_monotonic, 6),
             "frame": self.frame_index,
             "track_age_s": round(self.track_age_s, 3),
-            "before": self.before.to_dict(labels) if self.before else None,
-            "after": self._after_dict(labels),
+            "emotion": self.after.emotion,
+            "previous": self.before.emotion if self.before else None,
+            "confidence": round(self.after.confidence, ROUND),
+            "before": self._face(self.before, labels),
+            "after": self._face(self.after, labels, ended=self.type == "end"),
             "model_sha256": model_sha256,
         }
 
-    def _after_dict(self, labels: tuple[str, ...]) -> dict[str, Any] | None:
-        if self.after is None:
+    def _face(self, state: FaceState | None, labels: tuple[str, ...], ended: bool = False) -> dict[str, Any] | None:
+        """A reading as Frigate nests it: the track's `id` and `start_time` with it, `end_time` once it ended."""
+        if state is None:
             return None
-        after = self.after.to_dict(labels)
-        if self.type == "end":
-            after["end_time"] = iso_utc(self.captured_wall)  # when the track ended: the event's own time
-        return after
+        face = {"id": self.id, "start_time": iso_utc(self.start_wall), **state.to_dict(labels)}
+        if ended:
+            face["end_time"] = iso_utc(self.captured_wall)  # when the track ended: the event's own time
+        return face
+
+
+def interrupted_end(last: dict[str, Any]) -> dict[str, Any]:
+    """The `end` of a track that a run left open (killed, crashed, power lost), from its last event's payload.
+
+    Everything is the last known instant: `time`, `monotonic`, `frame` and `after.end_time` are those of the
+    track's last event, the last moment the device knew the face was in view. That is a lower bound (the face may
+    have stayed until the crash), but the alternative, the restart's time, would count the whole outage as time
+    in view. `before` is the last event's `after`, so the chain holds; `seq` and `stream` are replaced by the spool.
+    """
+    after = {**last["after"], "end_time": last["time"]}
+    return {**last, "type": "end", "reason": "crashed", "previous": last["after"]["emotion"],
+            "before": last["after"], "after": after}
 
 
 def iso_utc(unix_seconds: float) -> str:
@@ -111,22 +162,29 @@ def iso_utc(unix_seconds: float) -> str:
 
 @dataclass
 class _Track:
+    id: str  # new_event_id: the identity subscribers key by
+    track_id: int
     started: float  # monotonic capture time of its first frame
+    started_wall: float  # the same instant in Unix seconds
     published: FaceState  # the `after` of its last event
     published_at: float  # monotonic capture time of its last event
     latest: FaceState
 
 
 class EventBuilder:
-    """Per-track bookkeeping from readings to events; feed it every FrameReading in order, from one thread."""
+    """Per-track bookkeeping from readings to events; feed it every FrameReading in order, from one thread.
+
+    `new_id` makes a track's `id` from its start time (injected so tests can name tracks)."""
 
     def __init__(self, labels: tuple[str, ...], min_interval_s: float = 1.0, refresh_s: float = 0.0,
-                 wall_clock: Callable[[], float] = time.time, monotonic_clock: Callable[[], float] = time.monotonic):
+                 wall_clock: Callable[[], float] = time.time, monotonic_clock: Callable[[], float] = time.monotonic,
+                 new_id: Callable[[float], str] = new_event_id):
         self.labels = labels
         self.min_interval_s = min_interval_s
         self.refresh_s = refresh_s
         self._wall_clock = wall_clock
         self._monotonic_clock = monotonic_clock
+        self._new_id = new_id
         self._tracks: dict[int, _Track] = {}
         self._last_frame = 0
 
@@ -146,13 +204,15 @@ class EventBuilder:
             state = FaceState.from_face(face, self.labels)
             track = self._tracks.get(face.track_id)
             if track is None:
-                self._tracks[face.track_id] = _Track(reading.timestamp, state, reading.timestamp, state)
-                events.append(stamp.make("new", "appeared", face.track_id, 0.0, None, state))
+                track = _Track(self._new_id(wall), face.track_id, reading.timestamp, wall, state, reading.timestamp,
+                               state)
+                self._tracks[face.track_id] = track
+                events.append(stamp.make("new", "appeared", track, None, state))
                 continue
             track.latest = state
             due = self._due_update(track, reading.timestamp)
             if due is not None:
-                events.append(self._update(face.track_id, track, stamp, due))
+                events.append(self._update(track, stamp, due))
         return events
 
     def finish(self, reason: EventReason = "shutdown") -> list[EmotionEvent]:
@@ -170,9 +230,9 @@ class EventBuilder:
             return "refresh"
         return None
 
-    def _update(self, track_id: int, track: _Track, stamp: _Stamp, reason: EventReason) -> EmotionEvent:
+    def _update(self, track: _Track, stamp: _Stamp, reason: EventReason) -> EmotionEvent:
         """The `update` event for a track's latest state, which from now on counts as published."""
-        out = stamp.make("update", reason, track_id, stamp.monotonic - track.started, track.published, track.latest)
+        out = stamp.make("update", reason, track, track.published, track.latest)
         track.published, track.published_at = track.latest, stamp.monotonic
         return out
 
@@ -182,9 +242,8 @@ class EventBuilder:
             return []
         events = []
         if track.latest.emotion != track.published.emotion:  # a change still held by min_interval_s
-            events.append(self._update(track_id, track, stamp, "emotion_changed"))
-        events.append(stamp.make("end", reason, track_id, stamp.monotonic - track.started, track.published,
-                                 track.latest))
+            events.append(self._update(track, stamp, "emotion_changed"))
+        events.append(stamp.make("end", reason, track, track.published, track.latest))
         return events
 
 
@@ -196,7 +255,7 @@ class _Stamp:
     monotonic: float
     wall: float
 
-    def make(self, kind: EventType, reason: EventReason, track_id: int, age: float,
-             before: FaceState | None, after: FaceState | None) -> EmotionEvent:
-        return EmotionEvent(kind, reason, track_id, self.frame_index, self.monotonic, self.wall, max(age, 0.0),
-                            before, after)
+    def make(self, kind: EventType, reason: EventReason, track: _Track, before: FaceState | None,
+             after: FaceState) -> EmotionEvent:
+        return EmotionEvent(kind, reason, track.id, track.track_id, track.started_wall, self.frame_index,
+                            self.monotonic, self.wall, max(self.monotonic - track.started, 0.0), before, after)

@@ -48,9 +48,6 @@ class DiscoveryContext:
     configuration_url: str | None = None  # the status page, when Home Assistant can reach it
     switch: bool = True  # the detection switch entity (the daemon listens on its command topic)
     stats_interval_s: float = 30.0
-    # How far back a redelivered event can be (the publisher's in-flight window): the event entity drops an
-    # event whose seq is within this many of the last one it fired, and accepts a far lower seq (a new spool).
-    duplicate_window: int = 24
 
 
 def connection_availability(topics: Topics) -> dict[str, str]:
@@ -123,19 +120,18 @@ def event_entity(context: DiscoveryContext) -> dict[str, Any]:
 
     The template renders nothing (which Home Assistant's MQTT event entity ignores) for a `refresh`, which
     changes nothing, and for a duplicate: at-least-once delivery may bring an event twice, recognised by a `seq`
-    not above the last fired one (`this.attributes.seq`), within the in-flight window.
+    not above the last fired one (`this.attributes.seq`) in the same `stream` (a new stream, after the device's
+    state was wiped, numbers from 1 again). The attributes: the track's `id`, the new `emotion`, the `previous`
+    one, `confidence`, `reason`, `track_id`, `seq` and `stream`.
     """
-    window = context.duplicate_window
     template = (
         "{% set v = value_json %}"
-        "{% set last = (this.attributes.seq | default(0) | int(0)) if this is defined and this.attributes is defined "
-        "else 0 %}"
-        f"{{% if v.reason == 'refresh' or (v.seq <= last and v.seq > last - {window}) %}}{{% else %}}"
-        f"{{{{ {{'event_type': ('{LEFT}' if v.type == 'end' else '{APPEARED}' if v.type == 'new' else v.after.emotion),"
-        " 'emotion': v.after.emotion if v.after else none,"
-        " 'previous': v.before.emotion if v.before else none,"
-        " 'confidence': v.after.confidence if v.after else none,"
-        " 'reason': v.reason, 'track_id': v.track_id, 'seq': v.seq, 'id': v.id | default(none)} | tojson }}"
+        "{% set last = this.attributes if this is defined and this.attributes is defined else {} %}"
+        "{% if v.reason == 'refresh' or (v.stream == last.stream | default('') and v.seq <= last.seq | default(0) | int(0)) %}"
+        "{% else %}"
+        f"{{{{ {{'event_type': ('{LEFT}' if v.type == 'end' else '{APPEARED}' if v.type == 'new' else v.emotion),"
+        " 'emotion': v.emotion, 'previous': v.previous, 'confidence': v.confidence, 'reason': v.reason,"
+        " 'id': v.id, 'track_id': v.track_id, 'seq': v.seq, 'stream': v.stream} | tojson }}"
         "{% endif %}"
     )
     return {

@@ -30,7 +30,7 @@ new event until those re-sent ones are acknowledged, so a new event can never
 overtake an old one. After a restart everything still spooled is sent again
 from the oldest. Delivery is at least once: an event whose PUBACK was lost in
 an outage or a crash is sent twice, with the same `seq`; subscribers drop
-duplicates by `seq`.
+duplicates by `seq`, which never goes back (mqtt/spool.py).
 """
 
 from __future__ import annotations
@@ -102,8 +102,7 @@ class MqttPublisher:
         self._retained_store = retained_store if retained_store is not None else StateFile(None)
         self._discovery = DiscoveryContext(config.homeassistant, self.topics, device_id, labels,
                                            configuration_url=configuration_url, switch=switch is not None,
-                                           stats_interval_s=config.stats_interval_s,
-                                           duplicate_window=config.max_inflight + EXTRA_INFLIGHT)
+                                           stats_interval_s=config.stats_interval_s)
         self._client: ProbingClient | None = None
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:

@@ -20,8 +20,26 @@ own thread (never the camera loop's), so the price is affordable.
 
 Sequence numbers are per device, start at 1, increase by one per event and are
 stored in the spool, so they keep increasing across restarts and never repeat
-even after the spool empties. A gap a subscriber sees means events were
-dropped by the size bound (counted in `dropped`), never by a failure.
+even after the spool empties. They never go back either when the spool itself
+is lost (found corrupt and moved aside, or deleted): a small mark file beside it
+(`<spool>.seq`, JSON, written atomically and synced) holds a number above every
+`seq` ever issued. It is written once per start and once per SEQ_BLOCK events,
+not per event: the spool's own counter is exact, the mark only bounds it. A
+spool that is not the one the mark was written with (fresh, or replaced after
+corruption) continues above the mark, a gap of at most SEQ_BLOCK plus the events
+lost with the old file. The mark (and the spool) also hold the `stream`, a random
+id chosen when numbering starts: within one stream `seq` only increases, and a
+new stream (the spool and the mark both lost: a wiped state directory) is the
+one case where `seq` may start again, which subscribers can tell. Dropping duplicates by (`stream`, `seq`), or
+by `seq` alone while the stream stays the same, is therefore always safe.
+
+A gap a subscriber sees means events were dropped by the size bound (counted in
+`dropped`) or lost with a corrupt spool (logged), never by a delivery failure.
+
+The spool also keeps each open track's last event (table `open_tracks`), in
+the same transaction as the events themselves, so after a SIGKILL or power cut
+it says exactly which tracks the subscribers saw open and never saw end: the
+next start ends them (mqtt/delivery.py) before any new event.
 
 Bounded by `max_bytes` of payload: when an append would exceed it, the oldest
 events are dropped first (an outage long enough to fill it makes the oldest
@@ -36,13 +54,16 @@ to the caller, which keeps the events and retries (mqtt/delivery.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from emotion_edge.device.atomic import write_atomic
 from emotion_edge.device.errors import EmotionEdgeError
 
 log = logging.getLogger(__name__)
@@ -51,7 +72,10 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, payload BLOB NOT NULL, size INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 1), ('dropped', 0);
+CREATE TABLE IF NOT EXISTS open_tracks (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS stream (id TEXT NOT NULL);
 """
+SEQ_BLOCK = 1000  # seqs reserved per write of the mark file: one small synced write per this many events
 WAL_PAGES = 64
 WAL_BYTES = 256 * 1024
 ACK_CHUNK = 100  # well under SQLite's limit on bound parameters per statement; a small WAL per transaction
@@ -59,6 +83,46 @@ ACK_CHUNK = 100  # well under SQLite's limit on bound parameters per statement; 
 
 class SpoolError(EmotionEdgeError, ValueError):
     """The spool file cannot be used; the message names the setting, the file and what to do (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class TrackMark:
+    """Which open track an appended event belongs to, and whether it ends it (kept in `open_tracks` until then)."""
+
+    id: str
+    ends: bool
+
+
+@dataclass(frozen=True)
+class SeqMark:
+    """The mark file's content: the numbering's stream and a `seq` above every one issued in it."""
+
+    stream: str
+    above: int
+
+    @staticmethod
+    def path_for(spool: Path) -> Path:
+        return spool.with_name(spool.name + ".seq")
+
+    @classmethod
+    def read(cls, path: Path) -> SeqMark | None:
+        """The mark, or None when there is none (first start, wiped) or it is unreadable (logged)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(str(data["stream"]), int(data["above"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("spool: the sequence mark %s is unreadable (%s); numbering goes on from the spool", path, exc,
+                      extra={"mark": str(path)})
+            return None
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps({"stream": self.stream, "above": self.above}) + "\n", durable=True)
+
+
+def new_stream() -> str:
+    return secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
@@ -75,10 +139,56 @@ class Spool:
     def __init__(self, path: Path, max_bytes: int):
         self.path = path
         self.max_bytes = max_bytes
+        self.mark_path = SeqMark.path_for(path)
+        mark = SeqMark.read(self.mark_path)
         self._db = _open(path)
         self._depth, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM events").fetchone()
         self._next_seq = self._meta("next_seq")
         self._dropped = self._meta("dropped")
+        lineage = self._db.execute("SELECT id FROM stream").fetchone()  # the stream this spool numbered in
+        self.stream = mark.stream if mark is not None else lineage[0] if lineage is not None else new_stream()
+        self._mark = SeqMark(self.stream, 0)  # nothing reserved yet
+        self._mark_failing = False
+        self._continue_numbering(mark, lineage[0] if lineage is not None else None)
+
+    def _continue_numbering(self, mark: SeqMark | None, lineage: str | None) -> None:
+        """Take the numbering on from the mark where this spool is not the one it was written with; reserve."""
+        spool_next = self._next_seq
+        if mark is not None and lineage != mark.stream:
+            if mark.above > self._next_seq:
+                log.warning("spool: %s is new or was replaced; seq continues at %d, above every seq issued before",
+                            self.path, mark.above, extra={"spool": str(self.path), "seq": mark.above})
+            self._next_seq = max(self._next_seq, mark.above)
+        self._reserve(self._next_seq + SEQ_BLOCK)  # first: a crash before the spool notes the lineage only widens a gap
+        if lineage == self.stream and spool_next == self._next_seq:
+            return
+        try:
+            with _transaction(self._db):
+                self._db.execute("DELETE FROM stream")
+                self._db.execute("INSERT INTO stream (id) VALUES (?)", (self.stream,))
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (self._next_seq,))
+        except sqlite3.OperationalError as exc:  # a full disk must not stop the start; the next start jumps a gap
+            if not _is_full(exc):
+                raise
+            log.warning("spool: disk full, cannot note the stream in %s yet", self.path)
+
+    def _reserve(self, above: int) -> None:
+        """Write the mark. A failure (a full disk: the rename needs a free block, which dropping spooled events
+        does not give back) is logged once and retried at the next append; events are still stored meanwhile,
+        since the spool's own counter is exact: only a spool lost before the mark is written again could then
+        reuse numbers above the old mark."""
+        mark = SeqMark(self.stream, above)
+        try:
+            mark.write(self.mark_path)
+        except OSError as exc:
+            if not self._mark_failing:
+                log.error("spool: cannot write the sequence mark %s (%s); retrying with the next events",
+                          self.mark_path, exc, extra={"mark": str(self.mark_path)})
+            self._mark_failing = True
+            return
+        if self._mark_failing:
+            log.warning("spool: the sequence mark %s is written again", self.mark_path)
+        self._mark, self._mark_failing = mark, False
 
     def _meta(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
@@ -87,21 +197,31 @@ class Spool:
     def stats(self) -> SpoolStats:
         return SpoolStats(self._depth, self._bytes, self._dropped, self._next_seq)
 
-    def append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
+    def append(self, builders: Sequence[Callable[[int], bytes]],
+               tracks: Sequence[TrackMark | None] | None = None) -> list[tuple[int, bytes]]:
         """Give each builder the next sequence number, store what it returns; one transaction (one fsync) for all.
 
-        On a full disk, drops the oldest events to make room and tries once more; raises sqlite3.Error if the
-        events still cannot be stored (nothing is changed then).
+        `tracks`, parallel to `builders`: the open track each event belongs to (its payload becomes the track's last
+        event, or the track is closed), in the same transaction. On a full disk, drops the oldest events to make
+        room and tries once more; raises sqlite3.Error if the events still cannot be stored (nothing is changed
+        then).
         """
+        marks = list(tracks) if tracks is not None else [None] * len(builders)
+        if len(marks) != len(builders):
+            raise ValueError(f"append: {len(marks)} track marks for {len(builders)} events")
         try:
-            return self._append(builders)
+            return self._append(builders, marks)
         except sqlite3.OperationalError as exc:
             if not _is_full(exc):
                 raise
             self.release_log()
             if not self._make_room(len(builders)):  # as many as come: a ring at the disk's capacity
                 raise
-        return self._append(builders)
+        return self._append(builders, marks)
+
+    def open_tracks(self) -> list[bytes]:
+        """The last event's payload of every track still open (oldest event first): tracks a killed run left open."""
+        return [bytes(payload) for payload, in self._db.execute("SELECT payload FROM open_tracks ORDER BY seq")]
 
     def release_log(self) -> None:
         """Best effort on a full disk: copy the write-ahead log into the file and truncate it, giving its space
@@ -124,15 +244,24 @@ class Spool:
                     extra={"spool": str(self.path), "dropped": len(rows), "up_to_seq": rows[-1][0]})
         return len(rows)
 
-    def _append(self, builders: Sequence[Callable[[int], bytes]]) -> list[tuple[int, bytes]]:
+    def _append(self, builders: Sequence[Callable[[int], bytes]],
+                marks: Sequence[TrackMark | None]) -> list[tuple[int, bytes]]:
         if not builders:
             return []
         rows = [(self._next_seq + i, builder(self._next_seq + i)) for i, builder in enumerate(builders)]
+        if rows[-1][0] >= self._mark.above:  # before the rows commit: the mark stays above every seq stored
+            self._reserve(rows[-1][0] + 1 + SEQ_BLOCK)
         added = sum(len(payload) for _, payload in rows)
-        with _transaction(self._db):  # the rows and the counter commit together or not at all
+        with _transaction(self._db):  # the rows, the counter and the open tracks commit together or not at all
             self._db.executemany("INSERT INTO events (seq, payload, size) VALUES (?, ?, ?)",
                                  [(seq, payload, len(payload)) for seq, payload in rows])
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (rows[-1][0] + 1,))
+            for (seq, payload), mark in zip(rows, marks):
+                if mark is not None and mark.ends:
+                    self._db.execute("DELETE FROM open_tracks WHERE id = ?", (mark.id,))
+                elif mark is not None:
+                    self._db.execute("INSERT OR REPLACE INTO open_tracks (id, seq, payload) VALUES (?, ?, ?)",
+                                     (mark.id, seq, payload))
             dropped, freed = self._trim(self._bytes + added)
         self._next_seq = rows[-1][0] + 1
         self._depth += len(rows) - dropped
