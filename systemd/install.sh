@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (or remove) emotion-edge as a boot-time service on a Raspberry Pi. Safe to run again: every step
-# checks before it acts, an existing config is never overwritten, and models are kept unless --purge.
+# checks before it acts, an existing config is never overwritten (a new one gets this machine's device_id),
+# models are kept unless --purge, and an uninstall first clears the device's retained topics on its broker.
 #
 #   sudo systemd/install.sh [--deploy-user pi] [--no-start]
 #   sudo systemd/install.sh --uninstall [--purge]
