@@ -165,16 +165,16 @@ def test_uninstall_removes_the_devices_retained_topics_from_the_broker(tmp_path)
 
 
 def _retained(port: int) -> list[str]:
-    """The topics a new subscriber to # gets as retained messages."""
-    import paho.mqtt.client as mqtt
+    """The topics a new subscriber to # gets as retained messages (they follow the SUBACK that start() waits for)."""
+    from emotion_edge.device.mqtt.connection import BrokerConnection
+    from emotion_edge.device.mqtt.listen import Listener
 
-    topics: list[str] = []
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_connect = lambda c, *args: c.subscribe("#", qos=1)
-    client.on_message = lambda c, userdata, message: topics.append(message.topic) if message.retain else None
-    client.connect("127.0.0.1", port)
-    client.loop_start()
+    listener = Listener(BrokerConnection("127.0.0.1", port), ["#"]).start()
     time.sleep(1.0)
-    client.disconnect()
-    client.loop_stop()
+    listener.close()
+    topics = []
+    while not listener.messages.empty():
+        message = listener.messages.get_nowait()
+        if message.retained:
+            topics.append(message.topic)
     return sorted(topics)
