@@ -234,7 +234,8 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
     shares: dict[str, float] = {}
     latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1],
               "sensing": inbox.payloads("sensing")[-1], "detection": inbox.payloads("detection")[-1]}
-    assert latest["sensing"] == "starting" and latest["detection"] == "ON"  # no camera loop here: never a frame
+    # No camera loop here: the readings fed in are what the device sees, so it is sensing.
+    assert latest["sensing"] == "sensing" and latest["detection"] == "ON"
     room = {"dominant_emotion", "faces", "occupancy", "emotion_change", *(f"share_{label}" for label in LABELS)}
     rendered_values = {}
     for topic, config in configs.items():
@@ -278,7 +279,7 @@ def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restar
                 assert float(template.render(value_json=state)) == pytest.approx(expected, abs=0.05)
             shares[label] = float(template.render(value_json=three))
     assert {k: v for k, v in rendered_values.items() if not k.startswith("share_")} == {
-        "dominant_emotion": "sad", "faces": "1", "occupancy": "ON", "camera_problem": "OFF", "sensing": "starting",
+        "dominant_emotion": "sad", "faces": "1", "occupancy": "ON", "camera_problem": "OFF", "sensing": "sensing",
         "fps": "12.5", "uptime": "61.0", "cpu_temperature": "None", "model_version": MODEL_SHA[:12],
         "dropped_frames": "3", "spool_depth": "2", "dropped_events": "0"}
     occupancy = env.from_string(configs["homeassistant/binary_sensor/test-cam/occupancy/config"]["value_template"])

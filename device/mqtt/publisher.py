@@ -97,6 +97,7 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._last_problem: str | None = None
         self._room_key: tuple | None = None
+        self._sensing_seen: SensingState = "starting"  # the camera loop's side of `_sensing`
         # The detection switch the command topic sets (None: no switch entity, commands ignored).
         self.switch = switch
         self._retained_store = retained_store if retained_store is not None else StateFile(None)
@@ -182,6 +183,8 @@ class MqttPublisher:
 
     def handle_reading(self, reading: FrameReading) -> None:
         """A reading handler for the camera loop: cheap, never blocks (the queue is unbounded; events are few)."""
+        if self._sensing_seen != "sensing":  # a processed frame is sensing, whoever feeds readings in
+            self.sensing_changed("sensing")
         events = self.builder.observe(reading)
         if events:
             self._inbox.put(inbox.EventBatch(events, self.model_sha256()))
@@ -194,6 +197,7 @@ class MqttPublisher:
     def sensing_changed(self, state: SensingState) -> None:
         """A sensing listener for the camera loop (its thread): a device that stops seeing ends its open tracks
         and shows the room empty; `sensing` itself is published in order after those events."""
+        self._sensing_seen = state
         if state in ("paused", "camera_down"):
             events = self.builder.finish("paused" if state == "paused" else "camera_lost")
             if events:
