@@ -26,7 +26,6 @@ _EXPORTS = {
     "interrupted_end": "events",
     "iso_utc": "events",
     "new_event_id": "events",
-    "DiscoveryContext": "ha_discovery",
     "discovery_messages": "ha_discovery",
     "forget_device": "forget",
     "RetainedRecord": "retained",

@@ -19,7 +19,6 @@ The schema of these configs is device/schemas/ha_discovery.schema.json.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from emotion_edge.device import __version__
@@ -37,19 +36,6 @@ def node_id(device_id: str) -> str:
     return re.sub(r"[^a-zA-Z0-9_-]", "_", device_id)
 
 
-@dataclass(frozen=True)
-class DiscoveryContext:
-    """Everything the configs depend on."""
-
-    ha: HomeAssistantConfig
-    topics: Topics
-    device_id: str
-    labels: tuple[str, ...]
-    configuration_url: str | None = None  # the status page, when Home Assistant can reach it
-    switch: bool = True  # the detection switch entity (the daemon listens on its command topic)
-    stats_interval_s: float = 30.0
-
-
 def connection_availability(topics: Topics) -> dict[str, str]:
     return {"topic": topics.availability, "value_template": "{{ 'online' if value == 'online' else 'offline' }}"}
 
@@ -58,18 +44,24 @@ def sensing_availability(topics: Topics) -> dict[str, str]:
     return {"topic": topics.sensing, "value_template": "{{ 'online' if value == 'sensing' else 'offline' }}"}
 
 
-def discovery_messages(context: DiscoveryContext) -> list[tuple[str, dict[str, Any]]]:
-    """(topic, config) for every entity; publish each retained."""
-    node, topics = node_id(context.device_id), context.topics
+def discovery_messages(ha: HomeAssistantConfig, topics: Topics, device_id: str, labels: tuple[str, ...], *,
+                       configuration_url: str | None = None, switch: bool = True,
+                       stats_interval_s: float = 30.0) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, config) for every entity; publish each retained.
+
+    `configuration_url`: the status page, when Home Assistant can reach it; `switch`: the detection switch entity
+    (the daemon listens on its command topic); `stats_interval_s`: how often the stats sensors are refreshed.
+    """
+    node = node_id(device_id)
     device: dict[str, Any] = {
         "identifiers": [f"emotion_edge_{node}"],
-        "name": f"emotion-edge {context.device_id}",
+        "name": f"emotion-edge {device_id}",
         "manufacturer": "emotion-edge",
         "model": "Raspberry Pi facial-emotion sensor",
         "sw_version": __version__,
     }
-    if context.configuration_url:
-        device["configuration_url"] = context.configuration_url
+    if configuration_url:
+        device["configuration_url"] = configuration_url
     common = {
         "device": device,
         "origin": {"name": "emotion-edge", "sw_version": __version__},
@@ -81,20 +73,19 @@ def discovery_messages(context: DiscoveryContext) -> list[tuple[str, dict[str, A
             "availability_mode": "all"}
     diagnostic = {"availability": [connection_availability(topics)], "entity_category": "diagnostic"}
     entities = [
-        *[(component, object_id, {**config, **room}) for component, object_id, config in room_entities(context)],
+        *[(component, object_id, {**config, **room}) for component, object_id, config in room_entities(topics, labels)],
         *[(component, object_id, {**diagnostic, **config})
-          for component, object_id, config in diagnostic_entities(context)],
+          for component, object_id, config in diagnostic_entities(topics, stats_interval_s, switch)],
     ]
     return [
-        (f"{context.ha.discovery_prefix}/{component}/{node}/{object_id}/config",
+        (f"{ha.discovery_prefix}/{component}/{node}/{object_id}/config",
          {**config, **common, "unique_id": f"emotion_edge_{node}_{object_id}"})
         for component, object_id, config in entities
     ]
 
 
-def room_entities(context: DiscoveryContext) -> list[tuple[str, str, dict[str, Any]]]:
+def room_entities(topics: Topics, labels: tuple[str, ...]) -> list[tuple[str, str, dict[str, Any]]]:
     """What the device sees: unavailable whenever it is not sensing."""
-    topics, labels = context.topics, context.labels
     return [
         # An enum sensor: no state_class or unit (Home Assistant refuses them with options).
         ("sensor", "dominant_emotion", {
@@ -111,11 +102,11 @@ def room_entities(context: DiscoveryContext) -> list[tuple[str, str, dict[str, A
             "value_template": "{{ 'ON' if value_json.faces > 0 else 'OFF' }}",
         }),
         *share_sensors(topics, labels),
-        ("event", "emotion_change", event_entity(context)),
+        ("event", "emotion_change", event_entity(topics, labels)),
     ]
 
 
-def event_entity(context: DiscoveryContext) -> dict[str, Any]:
+def event_entity(topics: Topics, labels: tuple[str, ...]) -> dict[str, Any]:
     """Fires on a face appearing (`appeared`), its emotion changing (the new emotion) and leaving (`left`).
 
     The template renders nothing (which Home Assistant's MQTT event entity ignores) for a `refresh`, which
@@ -135,8 +126,8 @@ def event_entity(context: DiscoveryContext) -> dict[str, Any]:
         "{% endif %}"
     )
     return {
-        "name": "Emotion change", "state_topic": context.topics.events, "icon": "mdi:emoticon-excited-outline",
-        "event_types": [APPEARED, *context.labels, LEFT], "value_template": template,
+        "name": "Emotion change", "state_topic": topics.events, "icon": "mdi:emoticon-excited-outline",
+        "event_types": [APPEARED, *labels, LEFT], "value_template": template,
     }
 
 
@@ -154,13 +145,12 @@ def share_sensors(topics: Topics, labels: tuple[str, ...]) -> list[tuple[str, st
     ]
 
 
-def diagnostic_entities(context: DiscoveryContext) -> list[tuple[str, str, dict[str, Any]]]:
+def diagnostic_entities(topics: Topics, stats_interval_s: float, switch: bool) -> list[tuple[str, str, dict[str, Any]]]:
     """How the device is doing: available while it is connected, whatever the camera does.
 
     The stats sensors expire after three missed stats messages: a hung daemon does not keep showing old figures.
     """
-    topics = context.topics
-    expire = max(int(3 * context.stats_interval_s), 1)
+    expire = max(int(3 * stats_interval_s), 1)
 
     def stat(object_id: str, name: str, template: str, **extra: Any) -> tuple[str, str, dict[str, Any]]:
         return ("sensor", object_id, {"name": name, "state_topic": topics.stats, "value_template": template,
@@ -191,7 +181,7 @@ def diagnostic_entities(context: DiscoveryContext) -> list[tuple[str, str, dict[
         stat("dropped_events", "Dropped events", "{{ value_json.spool.dropped }}", icon="mdi:delete-alert",
              state_class="total_increasing"),
     ]
-    if context.switch:
+    if switch:
         entities.append(("switch", "detection", {
             "name": "Detection", "icon": "mdi:eye", "entity_category": "config",
             "state_topic": topics.detection, "command_topic": topics.detection_set,

@@ -60,7 +60,7 @@ from emotion_edge.device.mqtt.connection import (
 )
 from emotion_edge.device.mqtt.delivery import Delivery
 from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EventBuilder, iso_utc
-from emotion_edge.device.mqtt.ha_discovery import DiscoveryContext, discovery_messages, status_topic
+from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
 from emotion_edge.device.mqtt.retained import RetainedRecord, retire_stale
 from emotion_edge.device.pipeline import FrameReading
@@ -101,9 +101,7 @@ class MqttPublisher:
         # The detection switch the command topic sets (None: no switch entity, commands ignored).
         self.switch = switch
         self._retained_store = retained_store if retained_store is not None else StateFile(None)
-        self._discovery = DiscoveryContext(config.homeassistant, self.topics, device_id, labels,
-                                           configuration_url=configuration_url, switch=switch is not None,
-                                           stats_interval_s=config.stats_interval_s)
+        self._configuration_url = configuration_url
         self._client: ProbingClient | None = None
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
@@ -291,13 +289,18 @@ class MqttPublisher:
             log.info("mqtt: Home Assistant came online; re-sending discovery", extra={"topic": message.topic})
             self._publish_discovery(client)
 
+    def _discovery_messages(self) -> list[tuple[str, dict[str, Any]]]:
+        return discovery_messages(self.config.homeassistant, self.topics, self.device_id, self.labels,
+                                  configuration_url=self._configuration_url, switch=self.switch is not None,
+                                  stats_interval_s=self.config.stats_interval_s)
+
     def _publish_discovery(self, client: mqtt.Client) -> None:
-        for topic, config in discovery_messages(self._discovery):
+        for topic, config in self._discovery_messages():
             client.publish(topic, json.dumps(config), qos=1, retain=True)
 
     def _retire_stale(self, client: mqtt.Client) -> None:
         """Clear what an earlier run left retained that this one no longer publishes (see retained.py)."""
-        discovery = [t for t, _ in discovery_messages(self._discovery)] if self.config.homeassistant.enabled else []
+        discovery = [t for t, _ in self._discovery_messages()] if self.config.homeassistant.enabled else []
         device = [t for t in self.topics.retained if t != self.topics.detection or self.switch is not None]
         retire_stale(client, self._retained_store, RetainedRecord(tuple(discovery), tuple(device)))
 
