@@ -8,8 +8,10 @@ import sys
 from emotion_edge import __version__
 from emotion_edge.device.commands import (
     add_analyze,
+    add_device_id,
     add_device_model,
     add_doctor,
+    add_forget,
     add_listen,
     add_report,
     add_run,
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_listen(sub)
     add_doctor(sub)
     add_report(sub)
+    add_forget(sub)
+    add_device_id(sub)
     return parser
 
 

@@ -126,6 +126,12 @@ class FacePipeline:
             raise ValueError(f"use_classifier: labels {classifier.labels} differ from {self.classifier.labels}")
         self.classifier = classifier
 
+    def forget_faces(self) -> None:
+        """Start from an empty room: the device stopped seeing (camera lost, detection switched off) and its
+        consumers ended every track, so no face after the gap continues one."""
+        self.tracker.clear()
+        self._smoothers.clear()
+
     def _boxes(self, frame: Frame) -> tuple[dict[int, Box], set[int], tuple[int, ...], bool]:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
         detect = self._frames_seen % self.config.detect_every == 0

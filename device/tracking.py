@@ -168,6 +168,11 @@ class IouTracker:
         """Live tracks, oldest id first."""
         return tuple(self._tracks.values())
 
+    def clear(self) -> None:
+        """Drop every live track without an `ended` report (the caller ended them itself: the camera was lost or
+        closed); ids keep counting up, so a face seen afterwards never continues an ended track's id."""
+        self._tracks.clear()
+
     def predict(self, now: float) -> dict[int, Box]:
         """Each live track's box extrapolated to `now`, by id: for frames where detection is skipped.
 

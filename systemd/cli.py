@@ -143,9 +143,12 @@ def _run_retrain(args: argparse.Namespace) -> int:
 def add_install(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("install", help="install or remove the boot-time service on this Pi (runs systemd/install.sh)",
                        description="Idempotent: creates the emotion-edge user, a venv with system site packages "
-                                   "(picamera2 from python3-picamera2), /etc/emotion-edge/config.toml if absent, "
+                                   "(picamera2 from python3-picamera2), /etc/emotion-edge/config.toml if absent "
+                                   "(with this machine's device_id), "
                                    "/var/lib/emotion-edge/models with a `current` link, and enables the unit.")
-    p.add_argument("--uninstall", action="store_true", help="remove the service and venv, keep config and models")
+    p.add_argument("--uninstall", action="store_true",
+                   help="clear the device's retained MQTT topics and Home Assistant entities (emotion-edge forget), "
+                        "remove the service and venv, keep config and models")
     p.add_argument("--purge", action="store_true", help="with --uninstall: also remove config, models and the user")
     p.add_argument("--source", type=Path, help="emotion-edge checkout to install from (default: this one)")
     p.add_argument("--deploy-user", help="login user that may deploy models (joins the emotion-edge group)")

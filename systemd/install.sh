@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (or remove) emotion-edge as a boot-time service on a Raspberry Pi. Safe to run again: every step
-# checks before it acts, an existing config is never overwritten, and models are kept unless --purge.
+# checks before it acts, an existing config is never overwritten (a new one gets this machine's device_id),
+# models are kept unless --purge, and an uninstall first clears the device's retained topics on its broker.
 #
 #   sudo systemd/install.sh [--deploy-user pi] [--no-start]
 #   sudo systemd/install.sh --uninstall [--purge]
@@ -60,6 +61,7 @@ uninstall() {
     if [ "$LIVE" -eq 1 ] && systemctl list-unit-files emotion-edge.service >/dev/null 2>&1; then
         systemctl disable --now emotion-edge.service 2>/dev/null || true
     fi
+    forget_on_broker
     rm -f "$UNIT"
     systemctl_live daemon-reload || true
     rm -rf "${ROOT}${PREFIX:?}"
@@ -71,6 +73,22 @@ uninstall() {
     else
         say "kept $CONFIG_DIR and $STATE_DIR (use --uninstall --purge to remove them)"
     fi
+}
+
+# The daemon is stopped: clear its Home Assistant entities and retained topics on the broker, while the venv that
+# can is still there. A broker out of reach does not stop the uninstall; the message says how to do it later.
+forget_on_broker() {
+    [ -f "$CONFIG_DIR/config.toml" ] && [ -x "$EMOTION_EDGE" ] || return 0
+    if ! "$EMOTION_EDGE" forget --config "$CONFIG_DIR/config.toml" --state-dir "$STATE_DIR"; then
+        say "could not clear this device's retained MQTT topics; later, from any machine with emotion-edge:" \
+            "emotion-edge forget --config $CONFIG_DIR/config.toml"
+    fi
+}
+
+# The device id this machine gets by default (hostname and a hash of /etc/machine-id), written into the new
+# config so that it stays the same when the hostname changes later; none from an image without a machine id yet.
+machine_device_id() {
+    "$EMOTION_EDGE" device-id --root "${ROOT:-/}" 2>/dev/null || true
 }
 
 create_user() {
@@ -111,6 +129,14 @@ install_config() {
         say "kept existing $CONFIG_DIR/config.toml"
     else
         install -m 0644 "$SOURCE/examples/config.toml" "$CONFIG_DIR/config.toml"
+        local id
+        id="$(machine_device_id)"
+        if [ -n "$id" ]; then
+            # The example's commented `# device_id = "hall"` line becomes this machine's id ([a-z0-9_-], safe in sed).
+            sed -i "s|^# device_id = \"hall\"\$|device_id = \"$id\"  # written by the installer (hostname, machine-id)|" \
+                "$CONFIG_DIR/config.toml"
+            say "device id $id written into the config"
+        fi
         say "wrote $CONFIG_DIR/config.toml from examples/config.toml; edit it, then: systemctl restart emotion-edge"
     fi
 }

@@ -15,7 +15,7 @@ import pytest
 from helpers.mosquitto import Mosquitto
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from emotion_edge.device.config import load_config
+from emotion_edge.device.config import DaemonConfig, load_config
 from emotion_edge.device.doctor import (
     HostPaths,
     Level,
@@ -119,7 +119,8 @@ def test_json_output_lists_every_check(tmp_path, capsys):
     main(["doctor", "--config", str(config), "--json"])
     checks = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in checks] == ["config", "camera", "model", "detector", "secrets", "broker", "spool",
-                                           "display", "http", "service", "daemon", "clock", "cpu temp", "throttling"]
+                                           "display", "http", "service", "daemon", "detection", "clock", "cpu temp",
+                                           "throttling"]
     assert {c["level"] for c in checks} <= {"OK", "WARN", "FAIL"}
 
 
@@ -217,3 +218,16 @@ def test_the_running_daemons_status_file_is_reported(tmp_path):
         daemon.wait(10)
     gone = check_daemon(config)
     assert gone.level is Level.WARN and f"pid {daemon.pid}, which is not running" in gone.detail
+
+
+def test_detection_switched_off_warns_and_says_how_to_switch_it_on(tmp_path, capsys):
+    state = tmp_path / "state"
+    state.mkdir()
+    config = write_config(tmp_path, f'[service]\nstate_dir = "{state}"\n')
+    main(["doctor", "--config", str(config)])
+    assert "OK    detection   on: the daemon looks for faces" in capsys.readouterr().out
+    (state / "detection.json").write_text('{"enabled": false}\n')
+    main(["doctor", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert "WARN  detection   switched off (privacy mode" in out
+    assert f"mosquitto_pub -t emotion-edge/{DaemonConfig().device_id}/detection/set -m ON" in out

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,80 @@ def test_install_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     done = _install(tmp_path / "pi", "--source", str(tmp_path))
     assert done.returncode == 1 and "is not an emotion-edge checkout" in done.stderr
 
+
+
+def _machine(root: Path, machine_id: str = "0123456789abcdef0123456789abcdef", hostname: str = "raspberrypi") -> None:
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "machine-id").write_text(machine_id + "\n")
+    (root / "etc" / "hostname").write_text(hostname + "\n")
+
+
+def test_install_writes_the_machines_device_id_into_a_new_config_only(tmp_path):
+    from emotion_edge.device.config import load_config
+    from emotion_edge.device.config.identity import default_device_id
+
+    root = tmp_path / "pi"
+    _machine(root)
+    assert _install(root).returncode == 0
+    config = root / "etc" / "emotion-edge" / "config.toml"
+    expected = default_device_id(machine_id="0123456789abcdef0123456789abcdef", hostname="raspberrypi")
+    assert load_config(config).device_id == expected and expected.startswith("raspberrypi-")
+    # Stays the same when the hostname changes later, and an existing config is never touched.
+    (root / "etc" / "hostname").write_text("kitchen\n")
+    config.write_text(config.read_text().replace(expected, "hall"))
+    assert _install(root).returncode == 0
+    assert load_config(config).device_id == "hall"
+    # An image before its first boot has no machine id: no id is written, each Pi derives its own at start.
+    image = tmp_path / "image"
+    assert _install(image).returncode == 0
+    assert (image / "etc" / "emotion-edge" / "config.toml").read_text() == (REPO / "examples" / "config.toml").read_text()
+
+
+@pytest.mark.peer
+def test_uninstall_removes_the_devices_retained_topics_from_the_broker(tmp_path):
+    from helpers.mosquitto import Mosquitto
+    from helpers.peers import free_port
+
+    from emotion_edge.device.config import load_config
+    from emotion_edge.device.mqtt.publisher import MqttPublisher
+
+    root = tmp_path / "pi"
+    _machine(root)
+    assert _install(root).returncode == 0
+    config_path = root / "etc" / "emotion-edge" / "config.toml"
+    with Mosquitto(require_binary("mosquitto", "mosquitto"), tmp_path / "broker", free_port()) as broker:
+        text = config_path.read_text()
+        mqtt = text.index("[mqtt]\n")
+        text = text[:mqtt] + text[mqtt:].replace("enabled = false", "enabled = true", 1).replace(
+            'host = "localhost"', 'host = "127.0.0.1"', 1).replace("port = 1883", f"port = {broker.port}", 1).replace(
+            'spool_path = "/var/lib/emotion-edge/spool.db"', f'spool_path = "{tmp_path}/spool.db"', 1)
+        config_path.write_text(text)
+        config = load_config(config_path)
+        # The device ran: its discovery configs and retained topics are on the broker.
+        publisher = MqttPublisher(config.mqtt, config.device_id, ("happy", "sad"), lambda: "ab" * 32).start()
+        deadline = time.monotonic() + 20
+        while publisher.counters.connects == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        publisher.close()
+        held = _retained(broker.port)
+        assert f"emotion-edge/{config.device_id}/availability" in held and any(t.startswith("homeassistant/") for t in held)
+        removed = _install(root, "--uninstall")
+        assert removed.returncode == 0, removed.stderr
+        assert "removed" in removed.stdout and _retained(broker.port) == []
+
+
+def _retained(port: int) -> list[str]:
+    """The topics a new subscriber to # gets as retained messages (they follow the SUBACK that start() waits for)."""
+    from emotion_edge.device.mqtt.connection import BrokerConnection
+    from emotion_edge.device.mqtt.listen import Listener
+
+    listener = Listener(BrokerConnection("127.0.0.1", port), ["#"]).start()
+    time.sleep(1.0)
+    listener.close()
+    topics = []
+    while not listener.messages.empty():
+        message = listener.messages.get_nowait()
+        if message.retained:
+            topics.append(message.topic)
+    return sorted(topics)

@@ -25,8 +25,9 @@ from helpers.mosquitto import Mosquitto, make_test_pki
 from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
-from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
+from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
+from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, MqttConfig, MqttTlsConfig, Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection
@@ -111,9 +112,11 @@ def mqtt_config(port: int, tmp_path: Path, **overrides) -> MqttConfig:
 def daemon_config(video: Path, mqtt: MqttConfig) -> DaemonConfig:
     # fps paces the looped clip like a camera (and spares the shared CPU); max_missed = 1 ends a track
     # within the clip's empty frames, so every cycle gives `new` and `end` events.
+    # The spool's folder (the test's) also holds the daemon's state files, never /var/lib/emotion-edge.
     return DaemonConfig(device_id=DEVICE, camera=CameraConfig(source=str(video), loop=True, fps=30.0),
                         model=ModelConfig(path=packaged_model_path(), threads=1),
-                        tracker=TrackerConfig(max_missed=1), mqtt=mqtt)
+                        tracker=TrackerConfig(max_missed=1), mqtt=mqtt,
+                        service=ServiceConfig(state_dir=mqtt.spool_path.parent))
 
 
 class RunningDaemon:
@@ -192,69 +195,130 @@ def test_events_state_stats_and_availability_arrive_as_documented(broker, face_v
 def test_home_assistant_discovery_validates_renders_and_is_resent_when_ha_restarts(broker, tmp_path):
     jinja2 = require_module("jinja2")
     inbox = listen(broker.port, subscriptions(TOPICS.prefix) + ["homeassistant/#"])
-    # The daemon's stats carry fps; a stand-in source keeps this test free of the camera loop.
+    # The daemon's stats carry these; a stand-in source keeps this test free of the camera loop.
+    stats = {"fps": 12.5, "uptime_s": 61.04, "cpu_temp_c": None, "model_version": MODEL_SHA[:12],
+             "dropped_frames": 3, "spool": {"depth": 2, "dropped": 0}}
     publisher = MqttPublisher(mqtt_config(broker.port, tmp_path), DEVICE, LABELS, lambda: MODEL_SHA,
-                              stats_source=lambda: {"fps": 12.5}).start()
+                              stats_source=lambda: stats, switch=DetectionSwitch(),
+                              configuration_url="http://pi.local:8080/").start()
+    entities = 14 + len(LABELS)
     try:
-        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= 4 + len(LABELS),
+        inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")]) >= entities,
                    "discovery")
         publisher.handle_reading(reading(0, time.monotonic(), (face(1, "happy", is_new=True),)))
         publisher.handle_reading(reading(1, time.monotonic(), (face(1, "sad"),)))
         publisher.handle_reading(reading(2, time.monotonic(), (), ended=(1,)))
-        inbox.wait(lambda i: len(i.events()) >= 3 and i.payloads("state") and i.payloads("stats"), "events, state, stats")
+        publisher.handle_reading(reading(3, time.monotonic(), (face(2, "sad", is_new=True),)))
+        publisher.handle_reading(reading(4, time.monotonic() + 0.2, (face(2, "sad"),)))  # a refresh (0.1 s)
+        inbox.wait(lambda i: len(i.events()) >= 5 and i.payloads("state")[-1:] and i.payloads("state")[-1]["faces"] == 1
+                   and i.payloads("stats"), "events, the room with face 2, stats")
         configs = {m.topic: m.payload for m in inbox.received if m.topic.startswith("homeassistant/")}
         # Home Assistant says it restarted: the configs come again.
         before = len([m for m in inbox.received if m.topic.startswith("homeassistant/")])
         paho_publish.single("homeassistant/status", "online", qos=1, hostname="127.0.0.1", port=broker.port)
         inbox.wait(lambda i: len([m for m in i.received if m.topic.startswith("homeassistant/")])
-                   >= before + 4 + len(LABELS),
+                   >= before + entities,
                    "discovery re-sent after homeassistant/status online")
     finally:
         publisher.close()
         inbox.listener.close()
 
     check = validator("ha_discovery")
-    assert sorted(t.split("/")[1] + "/" + t.split("/")[3] for t in configs) == [
-        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "sensor/fps",
-        *sorted(f"sensor/share_{label}" for label in LABELS)]
+    assert sorted(t.split("/")[1] + "/" + t.split("/")[3] for t in configs) == sorted([
+        "event/emotion_change", "sensor/dominant_emotion", "sensor/faces", "binary_sensor/occupancy",
+        *(f"sensor/share_{label}" for label in LABELS),
+        "binary_sensor/camera_problem", "sensor/sensing", "switch/detection", "sensor/fps", "sensor/uptime",
+        "sensor/cpu_temperature", "sensor/model_version", "sensor/dropped_frames", "sensor/spool_depth",
+        "sensor/dropped_events"])
     env = jinja2.Environment()
     shares: dict[str, float] = {}
-    latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1]}
+    latest = {"state": inbox.payloads("state")[-1], "stats": inbox.payloads("stats")[-1],
+              "sensing": inbox.payloads("sensing")[-1], "detection": inbox.payloads("detection")[-1]}
+    # No camera loop here: the readings fed in are what the device sees, so it is sensing.
+    assert latest["sensing"] == "sensing" and latest["detection"] == "ON"
+    room = {"dominant_emotion", "faces", "occupancy", "emotion_change", *(f"share_{label}" for label in LABELS)}
+    rendered_values = {}
     for topic, config in configs.items():
         check.validate(config)
+        object_id = topic.split("/")[3]
         assert config["qos"] == 1  # Home Assistant subscribes at QoS 1: at-least-once reaches it, not only the broker
-        assert topic == f"homeassistant/{topic.split('/')[1]}/test-cam/{topic.split('/')[3]}/config"
-        assert config["availability"][0]["topic"] == TOPICS.availability
-        avail = env.from_string(config["availability"][0]["value_template"])
-        assert [avail.render(value=v) for v in ("online", "offline", "stopped")] == ["online", "offline", "offline"]
-        template = env.from_string(config["value_template"])
-        if topic.startswith("homeassistant/event/"):
-            rendered = [json.loads(template.render(value_json=e)) for e in inbox.events()]
-            assert [r["event_type"] for r in rendered] == ["happy", "sad", "left"]
-            assert all(r["event_type"] in config["event_types"] for r in rendered)
+        assert config["device"]["configuration_url"] == "http://pi.local:8080/"
+        assert topic == f"homeassistant/{topic.split('/')[1]}/test-cam/{object_id}/config"
+        assert "state_class" not in config or "options" not in config  # Home Assistant refuses both on one sensor
+        # Every entity follows the connection; the room entities also need the device to be sensing.
+        avail = [(a["topic"], env.from_string(a["value_template"])) for a in config["availability"]]
+        assert avail[0][0] == TOPICS.availability
+        assert [avail[0][1].render(value=v) for v in ("online", "offline", "stopped")] == ["online", "offline", "offline"]
+        if object_id in room:
+            assert config["availability_mode"] == "all" and avail[1][0] == TOPICS.sensing
+            assert [avail[1][1].render(value=v) for v in ("starting", "sensing", "camera_down", "paused", "stopped")] \
+                == ["offline", "online", "offline", "offline", "offline"]
         else:
-            value = template.render(value_json=latest[config["state_topic"].rsplit("/", 1)[1]])
-            if "options" in config:
-                assert value in config["options"]
-            elif topic.split("/")[3].startswith("share_"):
-                # Per-emotion shares, graphed by Home Assistant's long-term statistics: % of the faces in view.
-                label = topic.split("/")[3].removeprefix("share_")
-                assert config["unit_of_measurement"] == "%" and config["state_class"] == "measurement"
-                # The delivered states (state_min_interval_s may fold the one-face state into the last, empty one)
-                # and a room of three faces, two happy and one sad, as the state topic would carry it.
-                three = {**latest["state"], "faces": 3, "dominant": "happy",
-                         "counts": {**{k: 0 for k in LABELS}, "happy": 2, "sad": 1}}
-                for state in [*inbox.payloads("state"), three]:
-                    expected = 100 * state["counts"][label] / state["faces"] if state["faces"] else 0
-                    assert float(template.render(value_json=state)) == pytest.approx(expected, abs=0.05)
-                shares[label] = float(template.render(value_json=three))
-            else:
-                assert float(value) == {"faces": 0.0, "fps": 12.5}[topic.split("/")[3]]
+            assert len(avail) == 1 and config["entity_category"] in ("diagnostic", "config")
+        if topic.startswith("homeassistant/switch/"):
+            assert (config["command_topic"], config["state_topic"]) == (TOPICS.detection_set, TOPICS.detection)
+            continue
+        template = env.from_string(config.get("value_template", "{{ value }}"))
+        if topic.startswith("homeassistant/event/"):
+            continue  # below
+        kind = config["state_topic"].rsplit("/", 1)[1]
+        value = template.render(value_json=latest[kind], value=latest[kind])
+        rendered_values[object_id] = value
+        if "options" in config:
+            assert value in config["options"]
+        elif object_id.startswith("share_"):
+            # Per-emotion shares, graphed by Home Assistant's long-term statistics: % of the faces in view.
+            label = object_id.removeprefix("share_")
+            assert config["unit_of_measurement"] == "%" and config["state_class"] == "measurement"
+            # The delivered states (state_min_interval_s may fold the one-face state into the last, empty one)
+            # and a room of three faces, two happy and one sad, as the state topic would carry it.
+            three = {**latest["state"], "faces": 3, "dominant": "happy",
+                     "counts": {**{k: 0 for k in LABELS}, "happy": 2, "sad": 1}}
+            for state in [*inbox.payloads("state"), three]:
+                expected = 100 * state["counts"][label] / state["faces"] if state["faces"] else 0
+                assert float(template.render(value_json=state)) == pytest.approx(expected, abs=0.05)
+            shares[label] = float(template.render(value_json=three))
+    assert {k: v for k, v in rendered_values.items() if not k.startswith("share_")} == {
+        "dominant_emotion": "sad", "faces": "1", "occupancy": "ON", "camera_problem": "OFF", "sensing": "sensing",
+        "fps": "12.5", "uptime": "61.0", "cpu_temperature": "None", "model_version": MODEL_SHA[:12],
+        "dropped_frames": "3", "spool_depth": "2", "dropped_events": "0"}
+    occupancy = env.from_string(configs["homeassistant/binary_sensor/test-cam/occupancy/config"]["value_template"])
+    assert occupancy.render(value_json={**latest["state"], "faces": 0}) == "OFF"
+    problem = env.from_string(configs["homeassistant/binary_sensor/test-cam/camera_problem/config"]["value_template"])
+    assert [problem.render(value=v) for v in ("camera_down", "paused", "sensing")] == ["ON", "OFF", "OFF"]
+    # The event entity, rendered as Home Assistant does: `this` is the entity's state, whose attributes are the
+    # last fired event's; an empty rendering fires nothing.
+    event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
+    template = env.from_string(event_config["value_template"])
+    fired, this = [], {"attributes": {"event_types": event_config["event_types"]}}
+    delivered = inbox.events()
+    for event in [*delivered, delivered[1], delivered[0]]:  # at-least-once: the first two again, as a redelivery
+        text = template.render(value_json=event, this=this).strip()
+        if text:
+            attributes = json.loads(text)
+            fired.append(attributes)
+            this = {"attributes": {**this["attributes"], **attributes}}
+    assert [e["reason"] for e in delivered] == ["appeared", "emotion_changed", "left", "appeared", "refresh"]
+    # A face appearing, its change, its leaving, another appearing; the refresh and the duplicates fire nothing.
+    assert [(f["event_type"], f["emotion"], f["previous"]) for f in fired] == [
+        ("appeared", "happy", None), ("sad", "sad", "happy"), ("left", "sad", "sad"), ("appeared", "sad", None)]
+    assert all(f["event_type"] in event_config["event_types"] for f in fired)
+    assert [f["seq"] for f in fired] == [1, 2, 3, 4] and fired[1]["confidence"] == pytest.approx(0.8)
+    assert all(f["id"] == e["id"] and f["stream"] == e["stream"] for f, e in zip(fired, [*delivered[:3], delivered[3]]))
+    # A lower seq of another stream (the device's state was wiped, numbering starts again) is not a duplicate.
+    seen = {"attributes": {"seq": 5000, "stream": delivered[0]["stream"]}}
+    assert not template.render(value_json={**delivered[0], "seq": 1}, this=seen).strip()
+    assert template.render(value_json={**delivered[0], "seq": 1, "stream": "0123456789ab"}, this=seen).strip()
     assert shares == {**{k: 0.0 for k in LABELS}, "happy": 66.7, "sad": 33.3}
     # The schema rejects what Home Assistant would reject.
     event_config = configs["homeassistant/event/test-cam/emotion_change/config"]
     assert not check.is_valid({k: v for k, v in event_config.items() if k != "state_topic"})
     assert not check.is_valid(dict(event_config, event_types=[]))
+    dominant = configs["homeassistant/sensor/test-cam/dominant_emotion/config"]
+    assert not check.is_valid(dict(dominant, state_class="measurement"))  # an enum sensor with a state class
+    # a `config` entity without a command (Home Assistant refuses the config category for sensors)
+    assert not check.is_valid({k: v for k, v in configs["homeassistant/switch/test-cam/detection/config"].items()
+                               if k != "command_topic"})
     # ...and accepts the options Home Assistant accepts that the device may publish.
     fps_config = configs["homeassistant/sensor/test-cam/fps/config"]
     assert check.is_valid(dict(fps_config, qos=1, expire_after=90, json_attributes_topic=TOPICS.stats,
@@ -270,10 +334,10 @@ def test_home_assistant_birth_topic_is_its_own_setting(broker, tmp_path, ha_sett
     config = mqtt_config(broker.port, tmp_path, homeassistant=HomeAssistantConfig(**ha_settings))
     publisher = MqttPublisher(config, DEVICE, LABELS, lambda: MODEL_SHA).start()
     try:
-        inbox.wait(lambda i: len(i.received) >= 4 + len(LABELS), "discovery under the custom prefix")
+        inbox.wait(lambda i: len(i.received) >= 13 + len(LABELS), "discovery under the custom prefix")
         before = len(inbox.received)
         paho_publish.single(birth, "online", qos=1, hostname="127.0.0.1", port=broker.port)
-        inbox.wait(lambda i: len(i.received) >= before + 4 + len(LABELS), f"discovery re-sent after {birth} online")
+        inbox.wait(lambda i: len(i.received) >= before + 13 + len(LABELS), f"discovery re-sent after {birth} online")
     finally:
         publisher.close()
         inbox.listener.close()
@@ -393,6 +457,8 @@ update_min_interval_s = 0.0
 update_refresh_s = 0.1
 reconnect_min_s = 0.1
 reconnect_max_s = 0.5
+[service]
+state_dir = "{spool.parent}"
 """)
     return path
 

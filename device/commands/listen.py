@@ -17,9 +17,9 @@ from emotion_edge.device.mqtt.listen import TOPIC_KINDS, Listener, Received, sub
 
 def add_listen(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("listen", help="print a device's MQTT messages as they arrive, one JSON object per line",
-                       description="Subscribe to emotion-edge topics (availability, events, state, stats) and print "
-                                   "each message as {\"topic\", \"retained\", \"payload\"}. Connection settings come "
-                                   "from --config's [mqtt] section, then these options.")
+                       description="Subscribe to emotion-edge topics (availability, events, state, stats, sensing, "
+                                   "detection) and print each message as {\"topic\", \"retained\", \"payload\"}. "
+                                   "Connection settings come from --config's [mqtt] section, then these options.")
     p.add_argument("--config", type=Path, help="daemon TOML config whose [mqtt] section (broker, TLS, login) applies")
     p.add_argument("--host", help="broker host (default: the config's, else localhost)")
     p.add_argument("--port", type=int, help="broker port (default: the config's, else 1883, 8883 with --tls)")

@@ -68,6 +68,9 @@ class ServiceConfig:
     # Read by `emotion-edge device-model health` during a deploy; its folder is the unit's RuntimeDirectory.
     status_file: Path = Path("/run/emotion-edge/status.json")
     status_interval_s: float = 1.0
+    # Small state kept across restarts (the detection switch, the Home Assistant discovery last published). Never
+    # created here: the unit's StateDirectory; elsewhere writing fails once with a warning and memory serves.
+    state_dir: Path = Path("/var/lib/emotion-edge")
 
     def __post_init__(self) -> None:
         if self.status_interval_s <= 0:

@@ -1,5 +1,6 @@
-"""The running device: the camera loop, its live state, systemd notifications and the status file, host facts
-for stats (host.py), and `app`, the one composition root that builds, starts and stops every part.
+"""The running device: the camera loop, its live state, whether it is sensing (sensing.py), the detection switch
+(control.py), systemd notifications and the status file, host facts for stats (host.py), and `app`, the one
+composition root that builds, starts and stops every part.
 """
 
 from emotion_edge.device import lazy_exports
@@ -8,6 +9,9 @@ _EXPORTS = {
     "LiveState": "live",
     "Snapshot": "live",
     "cpu_temperature_c": "host",
+    "DetectionSwitch": "control",
+    "SensingMonitor": "sensing",
+    "sensing_state": "sensing",
     "Daemon": "loop",
     "LoopCounters": "loop",
     "ReadingHandler": "loop",

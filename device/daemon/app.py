@@ -7,15 +7,21 @@ only parses arguments and calls `App(config).run()`.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 from emotion_edge.device.config import DaemonConfig
+from emotion_edge.device.daemon import control
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.daemon.loop import Daemon, ReadingHandler, change_logger
 from emotion_edge.device.daemon.service import ServiceNotifier
 from emotion_edge.device.detection import make_detector
 from emotion_edge.device.model.classifier import EmotionClassifier
+from emotion_edge.device.mqtt import retained
 from emotion_edge.device.mqtt.publisher import MqttPublisher
 from emotion_edge.device.pipeline import FacePipeline
 from emotion_edge.device.sources import Backoff, CameraPreview, FrameSource, ReopeningSource, open_source
+from emotion_edge.device.statefile import StateFile
 
 
 def build_source(config: DaemonConfig, camera_preview: CameraPreview | None = None) -> ReopeningSource:
@@ -47,13 +53,45 @@ def build_daemon(config: DaemonConfig, source: FrameSource | None = None, handle
     if source is None:
         source = build_source(config, camera_preview)
     live = live if live is not None else LiveState(pipeline.classifier.labels)
-    return Daemon(config, pipeline, source, live, ServiceNotifier(), handlers)
+    return Daemon(config, pipeline, source, live, ServiceNotifier(), handlers, build_switch(config))
+
+
+def build_switch(config: DaemonConfig) -> control.DetectionSwitch:
+    """The detection switch, as it was left before the restart (kept in the state dir)."""
+    return control.DetectionSwitch(StateFile(config.service.state_dir / control.FILE_NAME))
+
+
+def configuration_url(config: DaemonConfig) -> str | None:
+    """The status page's address for Home Assistant's device page: the configured one, else
+    http://<hostname>.local:<port>/ (or the bound address) when [http] listens beyond loopback."""
+    if config.mqtt.homeassistant.configuration_url:
+        return config.mqtt.homeassistant.configuration_url
+    http = config.http
+    if not http.enabled:
+        return None
+    if http.bind in ("0.0.0.0", "::", ""):
+        host = f"{socket.gethostname().split('.')[0]}.local"  # Raspberry Pi OS answers mDNS (avahi) by default
+    else:
+        try:
+            address = ipaddress.ip_address(http.bind)
+        except ValueError:
+            address = None
+        if address is not None and address.is_loopback:
+            return None  # only this machine can open it
+        host = f"[{http.bind}]" if address is not None and address.version == 6 else http.bind
+    return f"http://{host}:{http.port}/"
 
 
 def attach_mqtt(daemon: Daemon) -> MqttPublisher:
-    """Plug a started publisher into `daemon`: it receives every reading and adds its stats."""
-    publisher = MqttPublisher(daemon.config.mqtt, daemon.config.device_id, daemon.classifier.labels,
-                              lambda: daemon.classifier.sha256, stats_source=daemon.stats, live=daemon.live)
+    """Plug a started publisher into `daemon`: it receives every reading, sensing change and detection switch,
+    adds its stats, and takes the switch's commands from its command topic."""
+    config = daemon.config
+    publisher = MqttPublisher(config.mqtt, config.device_id, daemon.classifier.labels,
+                              lambda: daemon.classifier.sha256, stats_source=daemon.stats, live=daemon.live,
+                              switch=daemon.switch, configuration_url=configuration_url(config),
+                              retained_store=StateFile(config.service.state_dir / retained.FILE_NAME))
+    daemon.switch.subscribe(publisher.detection_changed)
+    daemon.sensing.listeners.append(publisher.sensing_changed)
     publisher.start()
     daemon.handlers.append(publisher.handle_reading)
     daemon.stats_providers.append(publisher.stats)
@@ -78,7 +116,7 @@ class App:
         # The HDMI preview rides every Pi camera the source opens (None without one).
         source = build_source(config, camera_preview=self.displays.camera_preview)
         self.daemon = Daemon(config, pipeline, source, self.live, ServiceNotifier(),
-                             [change_logger(pipeline.classifier.labels)])
+                             [change_logger(pipeline.classifier.labels)], build_switch(config))
         if self.displays.status():
             self.daemon.stats_providers.append(lambda: {"displays": self.displays.status()})
 

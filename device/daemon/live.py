@@ -24,8 +24,10 @@ class Snapshot:
     room: RoomState | None = None
     stats: dict[str, Any] = field(default_factory=dict)  # the daemon's latest stats()
     mqtt: str = "disabled"  # "disabled", "connecting", "connected", "disconnected" or an error text
+    sensing: str = "starting"  # daemon/sensing.py's states: starting, sensing, camera_down, paused, stopped
     last_event: dict[str, Any] | None = None  # the last event published (the MQTT `events` payload)
-    sequence: int = 0  # increases with every frame, so readers can tell a new snapshot from the one they drew
+    # Increases with every frame and when the view is cleared, so readers can tell a new snapshot from the one they drew.
+    sequence: int = 0
 
 
 class LiveState:
@@ -47,6 +49,13 @@ class LiveState:
             self._snapshot = replace(self._snapshot, frame=frame, reading=reading, room=room,
                                      sequence=self._snapshot.sequence + 1)
         self.timeline.observe(room)  # outside the snapshot's lock: readers of the snapshot never wait for it
+
+    def clear_view(self) -> None:
+        """Nothing seen (no frame, no reading, an empty room) once the device stops seeing: previews and displays
+        must not keep showing the last image, least of all after detection was switched off for privacy."""
+        with self._lock:
+            self._snapshot = replace(self._snapshot, frame=None, reading=None, room=room_state(None, self.labels),
+                                     sequence=self._snapshot.sequence + 1)
 
     def update(self, **fields: Any) -> None:
         """Replace other fields (stats, mqtt, last_event) without touching the frame."""

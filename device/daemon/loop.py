@@ -9,15 +9,18 @@ ReopeningSource. Consumers of readings (MQTT, displays) plug in as callbacks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from emotion_edge.device.config import DaemonConfig
+from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.daemon.sensing import SensingMonitor, SensingState
 from emotion_edge.device.daemon.service import ServiceNotifier, StatusFile
 from emotion_edge.device.logs import fields_text
 from emotion_edge.device.model.reload import load_replacement
@@ -67,7 +70,8 @@ class Daemon:
     """The camera loop. It is given its parts (see `daemon.app`, the composition root) and builds none."""
 
     def __init__(self, config: DaemonConfig, pipeline: FacePipeline, source: FrameSource, live: LiveState,
-                 notifier: ServiceNotifier, handlers: list[ReadingHandler] | None = None):
+                 notifier: ServiceNotifier, handlers: list[ReadingHandler] | None = None,
+                 switch: DetectionSwitch | None = None):
         self.config = config
         self.pipeline = pipeline
         self.classifier = pipeline.classifier
@@ -85,6 +89,12 @@ class Daemon:
         self.ready = False
         self.last_frame_at: float | None = None  # wall clock, comparable with the deploy's activation time
         self.model_loaded_at = time.time()
+        # The detection switch (privacy mode) and whether the device is sensing; parts that publish the latter
+        # add themselves to `sensing.listeners`.
+        self.switch = switch if switch is not None else DetectionSwitch()
+        self.sensing = SensingMonitor(config.camera.stall_timeout_s)
+        self.sensing.listeners.append(self._sensing_changed)
+        self.paused = False
 
     def stats(self) -> dict:
         timer = self.pipeline.timer
@@ -98,6 +108,8 @@ class Daemon:
             "uptime_s": round(elapsed, 1),
             "model_sha256": self.classifier.sha256,
             "source": vars(source_stats) if source_stats is not None else {},
+            "sensing": self.sensing.state,
+            "detection": "on" if self.switch.enabled else "off",
         }
         for provider in self.stats_providers:
             stats.update(provider())
@@ -111,6 +123,8 @@ class Daemon:
             return None
         self.pipeline.timer.record("capture", time.perf_counter() - started)
         self.counters.count(frame.index)
+        # Before the handlers: subscribers learn the device sees again before the events of what it sees.
+        self.sensing.observe(frame=True, paused=False)
         reading = self.pipeline.process(frame)
         self.live.update_frame(frame, reading)
         started = time.perf_counter()
@@ -122,14 +136,21 @@ class Daemon:
     def run(self, max_frames: int = 0) -> dict:
         """Loop until stop() (a signal), `max_frames`, or the end of a finite source; returns the final stats."""
         next_stats = time.monotonic() + self.config.pipeline.stats_interval_s
-        with self.source:
+        with self._camera():
             while not self.stop_event.is_set():
-                try:
-                    reading = self.step()
-                except SourceExhausted:
-                    log.info("source ended", extra={"source": getattr(self.source, "name", "")})
-                    break
+                if self.follow_switch():
+                    self.stop_event.wait(READ_TIMEOUT_S)  # paused: the camera is closed, nothing to read
+                    reading = None
+                else:
+                    try:
+                        reading = self.step()
+                    except SourceExhausted:
+                        log.info("source ended", extra={"source": getattr(self.source, "name", "")})
+                        break
                 self.service_tick(reading)
+                if reading is None:  # a frame was observed in step()
+                    self.sensing.observe(frame=False, paused=self.paused,
+                                         camera_open=getattr(self.source, "is_connected", True))
                 if max_frames and self.counters.frames >= max_frames:
                     break
                 if time.monotonic() >= next_stats:
@@ -140,6 +161,46 @@ class Daemon:
         final = self.stats()
         log.info("stopped %s", fields_text(final), extra=final)
         return final
+
+    @contextlib.contextmanager
+    def _camera(self) -> Iterator[None]:
+        """The camera, open for the loop unless detection is off: a device switched off is never opened."""
+        self.paused = not self.switch.enabled
+        if self.paused:
+            self._announce_paused()
+        else:
+            self.source.open()
+        try:
+            yield
+        finally:
+            self.source.close()
+
+    def follow_switch(self) -> bool:
+        """Close the camera when detection was switched off, reopen it when switched on; True while paused."""
+        if self.switch.enabled == (not self.paused):
+            return self.paused
+        self.paused = not self.switch.enabled
+        if self.paused:
+            self.source.close()  # privacy: not one more frame is captured, let alone processed
+            self._announce_paused()
+        else:
+            self.source.open()
+        return self.paused
+
+    def _announce_paused(self) -> None:
+        if not self.ready:  # systemd waits for READY=1: a device that starts paused is up, and says so
+            self.ready = True
+            self.notifier.ready("detection switched off")
+
+    def _sensing_changed(self, state: SensingState) -> None:
+        """A room no longer seen is shown empty, not frozen at its last reading."""
+        if state in ("paused", "camera_down"):
+            self.pipeline.forget_faces()
+        if state != "sensing":
+            self.live.clear_view()
+        self.live.update(sensing=state)
+        log.log(logging.WARNING if state == "camera_down" else logging.INFO, "sensing: %s", state,
+                extra={"sensing": state})
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -195,7 +256,8 @@ class Daemon:
     def status_line(self) -> str:
         reading = self.live.snapshot().reading
         faces = len(reading.faces) if reading else 0
-        state = "running" if self.ready else "waiting for the first camera frame"
+        state = ("detection switched off" if self.paused else "running" if self.ready
+                 else "waiting for the first camera frame")
         return (f"{state}; {self.stats()['fps']:.1f} fps, {faces} face(s), model {self.classifier.sha256[:12]}"
                 + ("; last reload refused" if self.reload_error else ""))
 

@@ -4,7 +4,8 @@ A Pi owner runs it when something does not work. It reads the same config file a
 order a problem usually shows up: the config itself, the camera (picamera2 or a V4L2 device, the `video`
 group), the emotion model and its contract, the face detector's files, the MQTT password and TLS files, the
 broker (a TCP connect, then an MQTT CONNECT with the configured login), the spool's free space, the I2C
-display, the HTTP bind and token, the service under systemd, the running daemon's status file, the clock, and
+display, the HTTP bind and token, the service under systemd, the running daemon's status file, the detection
+switch (off is the privacy mode), the clock, and
 the CPU's temperature and throttling flags where the Pi reports them.
 
 Every check returns a `CheckResult`: OK, WARN (works, but look at it) or FAIL (the daemon will not work as
@@ -23,6 +24,7 @@ from emotion_edge.device.doctor.setup import check_camera, check_detector, check
 from emotion_edge.device.doctor.system import (
     check_clock,
     check_daemon,
+    check_detection,
     check_service,
     check_temperature,
     check_throttling,
@@ -45,6 +47,7 @@ def run_checks(source: DoctorInput, host: HostPaths) -> list[CheckResult]:
         lambda: check_http(config),
         lambda: check_service(host),
         lambda: check_daemon(config),
+        lambda: check_detection(config),
         lambda: check_clock(host),
         lambda: check_temperature(host),
         lambda: check_throttling(host),
@@ -68,6 +71,6 @@ def summary(results: list[CheckResult]) -> str:
 
 __all__ = [
     "DEFAULT_CONFIG", "CheckResult", "DoctorInput", "HostPaths", "Level", "check_broker", "check_camera", "check_clock", "check_credentials",
-    "check_daemon", "check_detector", "check_display", "check_http", "check_model", "check_service", "check_spool",
+    "check_daemon", "check_detection", "check_detector", "check_display", "check_http", "check_model", "check_service", "check_spool",
     "check_temperature", "check_throttling", "decode_throttled", "doctor", "resolve_config", "run_checks", "summary",
 ]

@@ -1,5 +1,5 @@
-"""Doctor's checks of the machine: the service under systemd, the daemon's status file, the clock, CPU temperature and
-throttling."""
+"""Doctor's checks of the machine: the service under systemd, the daemon's status file, the detection switch, the
+clock, CPU temperature and throttling."""
 
 from __future__ import annotations
 
@@ -149,3 +149,24 @@ def check_throttling(host: HostPaths) -> CheckResult:
     return ok(name, f"{text}: no under-voltage or throttling since boot")
 
 
+
+
+def check_detection(config: DaemonConfig) -> CheckResult:
+    """The detection switch as the daemon will find it: off (privacy mode) looks like a broken camera to whoever
+    forgot it was switched off."""
+    from emotion_edge.device.daemon import control
+    from emotion_edge.device.mqtt.config import Topics
+    from emotion_edge.device.statefile import StateFile
+
+    name = "detection"
+    state_dir = config.service.state_dir
+    if StateFile(state_dir / control.FILE_NAME).load().get("enabled", True) is not False:
+        if not state_dir.is_dir():
+            return warn(name, f"on; [service] state_dir {state_dir} does not exist, so a switch set over MQTT and the "
+                              "record of retained topics last only until the daemon stops",
+                        f"sudo install -d -o {SERVICE} -g {SERVICE} {state_dir} (the systemd unit's StateDirectory "
+                        "makes /var/lib/emotion-edge)")
+        return ok(name, "on: the daemon looks for faces")
+    topic = Topics.for_device(config.device_id, config.mqtt.topic_prefix).detection_set
+    return warn(name, "switched off (privacy mode, kept in the state dir): the camera stays closed and no face is "
+                      "processed", f"switch it on in Home Assistant (Detection) or: mosquitto_pub -t {topic} -m ON")

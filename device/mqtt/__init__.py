@@ -1,5 +1,6 @@
 """MQTT: broker config and connection, event building, the on-disk spool, delivery (spool, in-flight window, acks;
-no paho), the publisher (the paho side), Home Assistant discovery and the listener.
+no paho), the publisher (the paho side), Home Assistant discovery, the record of retained topics and `forget`,
+and the listener.
 """
 
 from emotion_edge.device import lazy_exports
@@ -26,6 +27,9 @@ _EXPORTS = {
     "iso_utc": "events",
     "new_event_id": "events",
     "discovery_messages": "ha_discovery",
+    "forget_device": "forget",
+    "RetainedRecord": "retained",
+    "retire_stale": "retained",
     "node_id": "ha_discovery",
     "status_topic": "ha_discovery",
     "Listener": "listen",

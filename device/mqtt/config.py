@@ -37,12 +37,17 @@ class HomeAssistantConfig:
     # Home Assistant's birth (and last will) topic: its own setting in Home Assistant's MQTT integration, not
     # derived from the discovery prefix.
     birth_topic: str = "homeassistant/status"
+    # The device page's link in Home Assistant (the status page). "" = http://<hostname>.local:<port>/ when [http]
+    # listens beyond loopback, none otherwise; set it when Home Assistant reaches the device by another name.
+    configuration_url: str = ""
 
     def __post_init__(self) -> None:
         for name in ("discovery_prefix", "birth_topic"):
             value = getattr(self, name)
             if not value or _TOPIC_FORBIDDEN.search(value):
                 raise ValueError(f"field '{name}' must be a topic without + # or NUL, got {value!r}")
+        if self.configuration_url and not re.match(r"^https?://[^\s/]+", self.configuration_url):
+            raise ValueError(f"field 'configuration_url' must be an http:// or https:// URL, got {self.configuration_url!r}")
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,26 @@ class Topics:
     @property
     def stats(self) -> str:
         return f"{self.prefix}/stats"
+
+    @property
+    def sensing(self) -> str:
+        """Whether the device is sensing now (camera delivering frames, detection on): plain text, retained."""
+        return f"{self.prefix}/sensing"
+
+    @property
+    def detection(self) -> str:
+        """The detection switch's state, `ON` or `OFF`, retained."""
+        return f"{self.prefix}/detection"
+
+    @property
+    def detection_set(self) -> str:
+        """The detection switch's command topic (`ON` / `OFF`), the one topic the daemon subscribes to."""
+        return f"{self.prefix}/detection/set"
+
+    @property
+    def retained(self) -> tuple[str, ...]:
+        """Every topic the device publishes retained: what forgetting the device must clear."""
+        return (self.availability, self.state, self.sensing, self.detection)
 
 
 def client_id_for(config: MqttConfig, device_id: str) -> str:

@@ -48,7 +48,9 @@ from typing import Any, Callable, Literal
 from emotion_edge.device.pipeline import FaceReading, FrameReading
 
 EventType = Literal["new", "update", "end"]
-EventReason = Literal["appeared", "emotion_changed", "refresh", "left", "shutdown", "crashed"]
+# `end` reasons besides `left` and `crashed`: `shutdown` (a clean stop), `paused` (detection switched off),
+# `camera_lost` (no frame within the stall window): the device stopped seeing the face, so it must not stay open.
+EventReason = Literal["appeared", "emotion_changed", "refresh", "left", "shutdown", "crashed", "paused", "camera_lost"]
 # 1 still: the fields added since (id, stream, emotion, previous, confidence, start_time) are additions that a
 # reader of the first shape can ignore, and recorders keep accepting the events of version 1.
 PAYLOAD_VERSION = 1
@@ -213,11 +215,12 @@ class EventBuilder:
                 events.append(self._update(track, stamp, due))
         return events
 
-    def finish(self) -> list[EmotionEvent]:
-        """`end` events for every open track, for a clean shutdown: subscribers see the room empty, not frozen."""
+    def finish(self, reason: EventReason = "shutdown") -> list[EmotionEvent]:
+        """`end` events for every open track, when the device stops seeing (a clean shutdown, detection switched
+        off, the camera lost): subscribers see the room empty, not frozen."""
         now = self._monotonic_clock()
         stamp = _Stamp(self._last_frame, now, self._wall_clock())
-        return [e for track_id in self.open_tracks for e in self._end(track_id, stamp, "shutdown")]
+        return [e for track_id in self.open_tracks for e in self._end(track_id, stamp, reason)]
 
     def _due_update(self, track: _Track, now: float) -> EventReason | None:
         waited = now - track.published_at

@@ -1,5 +1,5 @@
-"""What reaches the MQTT publisher's worker thread (event batches, acks, room states, signals), the publisher's
-counters, and `Fault`, the once-per-episode log of a failure that repeats while it lasts."""
+"""What reaches the MQTT publisher's worker thread (event batches, acks, room states, sensing changes, signals),
+the publisher's counters, and `Fault`, the once-per-episode log of a failure that repeats while it lasts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from emotion_edge.device.daemon.sensing import SensingState
 from emotion_edge.device.mqtt.events import EmotionEvent
 from emotion_edge.device.room import RoomState
 
@@ -27,6 +28,11 @@ class Acked:
 @dataclass(frozen=True)
 class RoomItem:
     room: RoomState
+
+
+@dataclass(frozen=True)
+class SensingItem:
+    state: SensingState
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from emotion_edge.device.errors import UsageError
 from emotion_edge.device.mqtt.config import Topics
 from emotion_edge.device.mqtt.connection import BrokerConnection, BrokerError, describe_refusal, make_client
 
-TOPIC_KINDS = ("availability", "events", "state", "stats")
+TOPIC_KINDS = ("availability", "events", "state", "stats", "sensing", "detection")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,14 @@ Threads, and why:
   order, and deletes each one when its PUBACK arrives (`on_publish` with its mid).
 
 This module is the paho side: the client, its callbacks, availability, discovery,
-and the room state and stats messages.
+the room state, sensing and stats messages, and the detection switch's command topic.
+
+True at every moment: the retained `state` is published (empty, `sensing: starting`)
+as soon as the device connects, before any frame; when the device stops seeing (the
+camera lost beyond the stall window, detection switched off) its open tracks end and
+the room is published empty; a clean stop publishes the empty room and `sensing:
+stopped` before `stopped`. `availability` says whether the daemon is connected,
+`sensing` whether it sees: Home Assistant's room entities need both.
 
 Order: at most `max_inflight` events are with paho at a time, always the
 oldest unacknowledged ones. paho keeps unacknowledged QoS 1 messages across a
@@ -38,8 +45,10 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
+from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.daemon.host import cpu_temperature_c
 from emotion_edge.device.daemon.live import LiveState
+from emotion_edge.device.daemon.sensing import SensingState
 from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import (
@@ -53,8 +62,10 @@ from emotion_edge.device.mqtt.delivery import Delivery
 from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EventBuilder, iso_utc
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
+from emotion_edge.device.mqtt.retained import RetainedRecord, retire_stale
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
+from emotion_edge.device.statefile import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +77,9 @@ HANDED_OVER = (mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS, mqtt.MQTTErrorCode.MQTT_ERR_
 
 class MqttPublisher:
     def __init__(self, config: MqttConfig, device_id: str, labels: tuple[str, ...], model_sha256: Callable[[], str],
-                 stats_source: Callable[[], dict[str, Any]] | None = None, live: LiveState | None = None):
+                 stats_source: Callable[[], dict[str, Any]] | None = None, live: LiveState | None = None,
+                 switch: DetectionSwitch | None = None, retained_store: StateFile | None = None,
+                 configuration_url: str | None = None):
         self.config = config
         self.device_id = device_id
         self.labels = labels
@@ -84,14 +97,23 @@ class MqttPublisher:
         self._stopping = threading.Event()
         self._last_problem: str | None = None
         self._room_key: tuple | None = None
+        self._sensing_seen: SensingState = "starting"  # the camera loop's side of `_sensing`
+        # The detection switch the command topic sets (None: no switch entity, commands ignored).
+        self.switch = switch
+        self._retained_store = retained_store if retained_store is not None else StateFile(None)
+        self._configuration_url = configuration_url
         self._client: ProbingClient | None = None
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
         self.delivery = Delivery(config.spool_path, config.spool_max_bytes, config.max_inflight, device_id, labels,
                                  self.counters, log, live)
         self._worker_fault = inbox.Fault("the publisher's worker", log)
-        self._room: RoomState | None = None
-        self._room_dirty = False
+        # The room before any frame is an empty one: published at once on connect, so a retained room of an
+        # earlier run never stands for this one.
+        self._room: RoomState = room_state(None, labels)
+        self._room_dirty = True
+        self._sensing: SensingState = "starting"
+        self._sensing_dirty = True
         self._room_published_at = -math.inf
 
     # --- life cycle (the daemon's main thread) ---
@@ -126,7 +148,7 @@ class MqttPublisher:
         """
         if self._client is None or self._stopping.is_set():
             return
-        self._inbox.put(inbox.EventBatch(self.builder.finish(), self.model_sha256()))
+        self._inbox.put(inbox.EventBatch(self.builder.finish("shutdown"), self.model_sha256()))
         self._inbox.put(inbox.STOP)
         if self._thread is not None:
             self._thread.join(self.config.shutdown_flush_s + 5.0)
@@ -134,6 +156,10 @@ class MqttPublisher:
         worker_done = self._thread is None or not self._thread.is_alive()  # else a hung disk holds the spool
         client = self._client
         if self._connected.is_set():
+            # The room is empty and nobody senses it before the device says `stopped`: a retained state of the
+            # last faces would otherwise stand for a device that is off.
+            self._publish_state(client, room_state(None, self.labels), "stopped")
+            client.publish(self.topics.sensing, "stopped", qos=1, retain=True)
             info = client.publish(self.topics.availability, "stopped", qos=1, retain=True)
             try:
                 info.wait_for_publish(STOPPED_ACK_TIMEOUT_S)
@@ -155,6 +181,8 @@ class MqttPublisher:
 
     def handle_reading(self, reading: FrameReading) -> None:
         """A reading handler for the camera loop: cheap, never blocks (the queue is unbounded; events are few)."""
+        if self._sensing_seen != "sensing":  # a processed frame is sensing, whoever feeds readings in
+            self.sensing_changed("sensing")
         events = self.builder.observe(reading)
         if events:
             self._inbox.put(inbox.EventBatch(events, self.model_sha256()))
@@ -163,6 +191,24 @@ class MqttPublisher:
         if key != self._room_key:
             self._room_key = key
             self._inbox.put(inbox.RoomItem(room))
+
+    def sensing_changed(self, state: SensingState) -> None:
+        """A sensing listener for the camera loop (its thread): a device that stops seeing ends its open tracks
+        and shows the room empty; `sensing` itself is published in order after those events."""
+        self._sensing_seen = state
+        if state in ("paused", "camera_down"):
+            events = self.builder.finish("paused" if state == "paused" else "camera_lost")
+            if events:
+                self._inbox.put(inbox.EventBatch(events, self.model_sha256()))
+        if state != "sensing":
+            self._room_key = None
+            self._inbox.put(inbox.RoomItem(room_state(None, self.labels)))
+        self._inbox.put(inbox.SensingItem(state))
+
+    def detection_changed(self, enabled: bool) -> None:
+        """A detection-switch listener (any thread): the switch's retained state follows it at once."""
+        if self._client is not None and self._connected.is_set():
+            self._client.publish(self.topics.detection, "ON" if enabled else "OFF", qos=1, retain=True)
 
     def _room_of(self, reading: FrameReading) -> RoomState:
         """`reading`'s room state: the live state's (updated before the handlers run), else computed here."""
@@ -198,9 +244,13 @@ class MqttPublisher:
             self._problem(logging.ERROR, describe_refusal(reason, self.connection), reason=str(reason))
             return
         client.publish(self.topics.availability, "online", qos=1, retain=True)
+        if self.switch is not None:
+            client.publish(self.topics.detection, "ON" if self.switch.enabled else "OFF", qos=1, retain=True)
+            client.subscribe(self.topics.detection_set, qos=1)
         if self.config.homeassistant.enabled:
             client.subscribe(status_topic(self.config.homeassistant), qos=1)
             self._publish_discovery(client)
+        self._retire_stale(client)
         self.counters.connects += 1
         self._last_problem = None
         self._connected.set()
@@ -227,13 +277,32 @@ class MqttPublisher:
         self._inbox.put(inbox.Acked(mid))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == status_topic(self.config.homeassistant) and message.payload == b"online":
+        if message.topic == self.topics.detection_set and self.switch is not None:
+            command = message.payload.decode("utf-8", errors="replace").strip().upper()
+            if command in ("ON", "OFF"):
+                self.switch.set(command == "ON", by=f"mqtt {message.topic}")
+            else:
+                log.warning("mqtt: ignored %r on %s: the detection switch takes ON or OFF", command[:40],
+                            message.topic, extra={"topic": message.topic})
+        elif (self.config.homeassistant.enabled and message.topic == status_topic(self.config.homeassistant)
+              and message.payload == b"online"):
             log.info("mqtt: Home Assistant came online; re-sending discovery", extra={"topic": message.topic})
             self._publish_discovery(client)
 
+    def _discovery_messages(self) -> list[tuple[str, dict[str, Any]]]:
+        return discovery_messages(self.config.homeassistant, self.topics, self.device_id, self.labels,
+                                  configuration_url=self._configuration_url, switch=self.switch is not None,
+                                  stats_interval_s=self.config.stats_interval_s)
+
     def _publish_discovery(self, client: mqtt.Client) -> None:
-        for topic, config in discovery_messages(self.config.homeassistant, self.topics, self.device_id, self.labels):
+        for topic, config in self._discovery_messages():
             client.publish(topic, json.dumps(config), qos=1, retain=True)
+
+    def _retire_stale(self, client: mqtt.Client) -> None:
+        """Clear what an earlier run left retained that this one no longer publishes (see retained.py)."""
+        discovery = [t for t, _ in self._discovery_messages()] if self.config.homeassistant.enabled else []
+        device = [t for t in self.topics.retained if t != self.topics.detection or self.switch is not None]
+        retire_stale(client, self._retained_store, RetainedRecord(tuple(discovery), tuple(device)))
 
     def _problem(self, level: int, text: str, **extra: Any) -> None:
         """Log a connection problem once, not on every retry; the live state shows it until it clears."""
@@ -296,17 +365,21 @@ class MqttPublisher:
                 acked.append(item.mid)
             elif isinstance(item, inbox.RoomItem):
                 self._room, self._room_dirty = item.room, True
+            elif isinstance(item, inbox.SensingItem):
+                self._sensing, self._sensing_dirty, self._room_dirty = item.state, True, True
             elif item is inbox.CONNECTED:
                 self.delivery.reconnected()
-                self._room_dirty = self._room is not None
+                self._room_dirty = self._sensing_dirty = True
             elif item is inbox.STOP:
                 stop = True
         self.delivery.spool_pending()
         self.delivery.apply_acks(acked)
-        if self._connected.is_set():
+        if self._connected.is_set() and self._client is not None:
+            self.delivery.pump(self._send_event)  # first: a face's `end` reaches subscribers before `sensing` off
+            if self._sensing_dirty:
+                self._client.publish(self.topics.sensing, self._sensing, qos=1, retain=True)
+                self._sensing_dirty = False
             self._publish_room()
-            if self._client is not None:
-                self.delivery.pump(self._send_event)
         return stop
 
     def _send_event(self, seq: int, payload: bytes) -> int | None:
@@ -320,12 +393,15 @@ class MqttPublisher:
 
     def _publish_room(self) -> None:
         now = time.monotonic()
-        if not self._room_dirty or self._room is None or now - self._room_published_at < self.config.state_min_interval_s:
+        if not self._room_dirty or now - self._room_published_at < self.config.state_min_interval_s:
             return
-        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()),
-                   **self._room.to_dict()}
-        self._client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
+        self._publish_state(self._client, self._room, self._sensing)
         self._room_dirty, self._room_published_at = False, now
+
+    def _publish_state(self, client: mqtt.Client, room: RoomState, sensing: SensingState) -> mqtt.MQTTMessageInfo:
+        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()),
+                   **room.to_dict(), "sensing": sensing}
+        return client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
 
     def _publish_stats(self) -> None:
         if not self._connected.is_set() or self._client is None:

@@ -15,6 +15,7 @@ from typing import AsyncIterator, Callable
 
 import anyio
 import anyio.to_thread
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -44,6 +45,7 @@ class SharedEncoder:
         self._lock = threading.Lock()
         self._sequence = -1
         self._jpeg: bytes | None = None
+        self._shape: tuple[int, ...] | None = None  # of the last picture, for the dark one after a cleared view
         self._encoded_at = -float("inf")
 
     def latest(self) -> tuple[int, bytes] | None:
@@ -55,7 +57,12 @@ class SharedEncoder:
                 lower_thread_priority()  # a preview frame can wait; the camera loop cannot
                 started = time.thread_time()
                 picture = annotate_snapshot(snapshot, self.live.labels)
+                if picture is None and self._shape is not None:
+                    # The view was cleared (camera lost, detection switched off): the stream goes dark rather
+                    # than keep showing the last image.
+                    picture = np.zeros(self._shape, np.uint8)
                 if picture is not None:
+                    self._shape = picture.shape
                     self._jpeg = encode_image(picture, ".jpg", self.quality)
                     self._sequence, self._encoded_at = snapshot.sequence, now
                     self.encodes += 1
@@ -85,6 +92,7 @@ def state_json(snapshot: Snapshot, labels: tuple[str, ...], device_id: str) -> d
         "faces": faces,
         "stats": snapshot.stats,
         "mqtt": snapshot.mqtt,
+        "sensing": snapshot.sensing,
         "last_event": snapshot.last_event,
     }
 
