@@ -37,3 +37,11 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def fer_csv(tmp_path) -> Path:
     return synthetic.write_csv(tmp_path / "fer.csv")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the Home Assistant test's install and start cost (tests/helpers/homeassistant.py), in CI's log."""
+    from helpers.homeassistant import REPORT
+
+    for line in config.stash.get(REPORT, []):
+        terminalreporter.write_line(line)

@@ -31,6 +31,26 @@ def require_binary(name: str, package: str) -> str:
     _missing(f"{name} not found: install Debian's {package} package (apt-get install {package})")
 
 
+def require_python(version: str) -> str:
+    """A Python `version` interpreter (e.g. "3.13", for Home Assistant): `python<version>` on PATH, or pyenv's
+    newest `<version>.*`; like require_binary, a missing one skips, or fails under EMOTION_EDGE_REQUIRE_PEERS=1."""
+    import shutil
+    import subprocess
+
+    found = shutil.which(f"python{version}")
+    if found:  # resolved: a pyenv shim on PATH may name a version that is not installed
+        result = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"),
+                        key=lambda p: [int(part) for part in p.parent.parent.name.split(".") if part.isdigit()])
+    if candidates:
+        return str(candidates[-1])
+    _missing(f"no Python {version} found (python{version} on PATH or pyenv's {pyenv_root}/versions/{version}.*): "
+             f"install it, e.g. `pyenv install {version}`")
+
+
 def require_module(name: str, extra: str = "test") -> ModuleType:
     """A module from an optional extra (jsonschema, selenium, ...), imported; like require_binary, a missing one
     skips on a developer's machine but fails in CI, so CI can never pass by skipping a whole test module."""
