@@ -7,7 +7,8 @@ reads the topics the device already publishes (no extra traffic) and is tied to
 the availability topic: `online` makes it available, and both `offline` (the
 will) and `stopped` (clean shutdown) make it unavailable, which is why the
 availability entry maps every other payload to `offline` with a template.
-The schema of these configs is device/schemas/ha_discovery.schema.json.
+Home Assistant's own MQTT schemas judge these configs (tests/test_homeassistant.py, in a real Home
+Assistant's venv), and a real Home Assistant shows the device they describe.
 """
 
 from __future__ import annotations

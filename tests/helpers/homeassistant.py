@@ -3,8 +3,8 @@
 Home Assistant 2025.4 needs Python 3.13, newer than the project's venv may be, so it lives in its own venv made
 with a Python 3.13 found on the machine (pyenv's, or `python3.13` on PATH), from the lock
 tests/homeassistant/requirements.txt. The venv is cached under ~/.cache/emotion-edge/ (or $XDG_CACHE_HOME) by a
-hash of the lock and the interpreter: the first run installs it (minutes), later runs and clean clones on the same
-machine reuse it (under a second). Home Assistant starts with `--skip-pip`, so it never downloads at test time:
+hash of the lock and the interpreter: the first run installs it (about 2 minutes, with uv), later runs and clean
+clones on the same machine reuse it (under a second). Home Assistant starts with `--skip-pip`, so it never downloads at test time:
 every requirement of the integrations it loads is in the lock.
 
 The instance listens on 127.0.0.1 only, on a free port, with a minimal configuration; the test gets an admin's
@@ -81,16 +81,27 @@ def ensure_venv(python: str, requirements: Path = REQUIREMENTS) -> HomeAssistant
         if not complete.exists():
             shutil.rmtree(path, ignore_errors=True)
             subprocess.run([python, "-m", "venv", str(path)], check=True, capture_output=True)
-            pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
             log = path / "install.log"
             with open(log, "w") as out:
-                result = subprocess.run([*pip, "-r", str(requirements)], stdout=out, stderr=subprocess.STDOUT)
+                result = _install(path, requirements, out)
             if result.returncode != 0:
                 raise RuntimeError(f"installing Home Assistant from {requirements} failed (exit {result.returncode}); "
                                    f"pip's output is in {log}")
             install_s = time.monotonic() - started
             complete.write_text(json.dumps({"requirements": str(requirements), "install_s": round(install_s, 1)}))
     return HomeAssistantVenv(path, path / "bin" / "python", install_s, time.monotonic() - started)
+
+
+def _install(path: Path, requirements: Path, out) -> subprocess.CompletedProcess:
+    """The lock into the venv with uv, at the version the lock pins (Home Assistant depends on it): its parallel
+    downloads make a cold install about twice as fast as pip's (2 min against 4.7 on the 2-core workstation)."""
+    uv_pin = next(line.strip() for line in requirements.read_text().splitlines() if line.startswith("uv=="))
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q", uv_pin]
+    result = subprocess.run(pip, stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        return result
+    return subprocess.run([str(path / "bin" / "uv"), "pip", "install", "--python", str(path / "bin" / "python"),
+                           "-r", str(requirements)], stdout=out, stderr=subprocess.STDOUT)
 
 
 def home_assistant_python() -> str:
@@ -142,7 +153,8 @@ class HomeAssistant:
     config_dir: Path
     port: int
     process: subprocess.Popen | None = None
-    token: str = ""
+    tokens: dict[str, Any] = field(default_factory=dict)  # the onboarding user's, as /auth/token gave them
+    token: str = ""  # tokens["access_token"]
     start_s: float = 0.0
     _output: list[str] = field(default_factory=list)
 
@@ -283,6 +295,7 @@ class Websocket:
         assert json.loads(self.socket.recv())["type"] == "auth_required"
         self.socket.send(json.dumps({"type": "auth", "access_token": ha.token}))
         assert json.loads(self.socket.recv())["type"] == "auth_ok"
+        self.socket.settimeout(None)  # the reader waits as long as it takes; close() ends it
         self._next_id = 1
         self._lock = threading.Lock()
         self._results: dict[int, dict[str, Any]] = {}
