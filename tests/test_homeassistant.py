@@ -3,7 +3,7 @@ real daemon on a face video: what a user's Home Assistant shows is checked throu
 
 The entities expected are derived from discovery_messages() itself, so an entity added there is checked here
 (created on the device, available, unavailable on stop, back on start) without touching this file. Home Assistant's
-own schemas judge every discovery config (tests/homeassistant/validate_discovery.py runs in its venv). The venv is
+own schemas judge every discovery config (tests/home_assistant/validate_discovery.py runs in its venv). The venv is
 installed once per lock and cached outside the clone (tests/helpers/homeassistant.py); pytest's summary says what
 the install cost.
 """

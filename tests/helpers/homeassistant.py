@@ -2,7 +2,7 @@
 
 Home Assistant 2025.4 needs Python 3.13, newer than the project's venv may be, so it lives in its own venv made
 with a Python 3.13 found on the machine (pyenv's, or `python3.13` on PATH), from the lock
-tests/homeassistant/requirements.txt. The venv is cached under ~/.cache/emotion-edge/ (or $XDG_CACHE_HOME) by a
+tests/home_assistant/requirements.txt. The venv is cached under ~/.cache/emotion-edge/ (or $XDG_CACHE_HOME) by a
 hash of the lock and the interpreter: the first run installs it (about 2 minutes, with uv), later runs and clean
 clones on the same machine reuse it (under a second). Home Assistant starts with `--skip-pip`, so it never downloads at test time:
 every requirement of the integrations it loads is in the lock.
@@ -32,7 +32,7 @@ import pytest
 
 from helpers.peers import require_python
 
-HOMEASSISTANT_DIR = Path(__file__).resolve().parent.parent / "homeassistant"
+HOMEASSISTANT_DIR = Path(__file__).resolve().parent.parent / "home_assistant"
 REQUIREMENTS = HOMEASSISTANT_DIR / "requirements.txt"
 VALIDATOR = HOMEASSISTANT_DIR / "validate_discovery.py"
 PYTHON_VERSION = "3.13"
@@ -111,7 +111,7 @@ def home_assistant_python() -> str:
 
 def validate_discovery(venv: HomeAssistantVenv, discovery_prefix: str,
                        messages: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Home Assistant's own verdict on each discovery config (tests/homeassistant/validate_discovery.py)."""
+    """Home Assistant's own verdict on each discovery config (tests/home_assistant/validate_discovery.py)."""
     request = json.dumps({"discovery_prefix": discovery_prefix, "messages": messages})
     result = subprocess.run([str(venv.python), str(VALIDATOR)], input=request, capture_output=True, text=True,
                             timeout=120)
