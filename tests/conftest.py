@@ -40,8 +40,8 @@ def fer_csv(tmp_path) -> Path:
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """What the Home Assistant test's install and start cost (tests/helpers/homeassistant.py), in CI's log."""
-    from helpers.homeassistant import REPORT
+    """What peers' setup cost (the Home Assistant install and start: tests/helpers/homeassistant.py), in CI's log."""
+    from helpers.peers import SUMMARY
 
-    for line in config.stash.get(REPORT, []):
+    for line in config.stash.get(SUMMARY, []):
         terminalreporter.write_line(line)

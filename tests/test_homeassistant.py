@@ -19,7 +19,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from helpers.homeassistant import (
-    REPORT,
     HomeAssistant,
     Websocket,
     ensure_venv,
@@ -28,7 +27,7 @@ from helpers.homeassistant import (
 )
 from helpers.mosquitto import Mosquitto
 from helpers.mqtt_support import LABELS, write_face_video
-from helpers.peers import free_port, require_binary, require_module, wait_until
+from helpers.peers import SUMMARY, free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig
 from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
@@ -52,7 +51,7 @@ GONE = ("unavailable", "unknown")
 @pytest.fixture(scope="module")
 def ha_venv(request):
     venv = ensure_venv(home_assistant_python())
-    request.config.stash.setdefault(REPORT, []).append(venv.describe())
+    request.config.stash.setdefault(SUMMARY, []).append(venv.describe())
     return venv
 
 
@@ -66,7 +65,7 @@ def broker(tmp_path_factory):
 def home_assistant(request, ha_venv, broker, tmp_path_factory):
     with HomeAssistant(ha_venv, tmp_path_factory.mktemp("ha-config"), free_port()) as ha:
         ha.add_mqtt(broker.port)
-        request.config.stash.setdefault(REPORT, []).append(
+        request.config.stash.setdefault(SUMMARY, []).append(
             f"Home Assistant started and onboarded in {ha.start_s:.1f} s on {ha.url}")
         yield ha
 
@@ -280,7 +279,8 @@ def test_home_assistant_shows_the_device_live_unavailable_on_stop_and_back_on_st
         wait_until(lambda: all(s["state"] not in GONE for s in states(ha, entity_ids).values()),
                    "every entity back after the daemon started again", TIMEOUT,
                    describe=lambda: str({u: s["state"] for u, s in states(ha, entity_ids).items()}))
-        assert device_and_entities(ws) == (device, entity_ids)
+        again, entities_again = device_and_entities(ws)
+        assert (again["id"], entities_again) == (device["id"], entity_ids)
         wait_until(lambda: any(c["entity_id"] == entity_ids[event] for c in ws.state_changes[before:]
                                if c["new_state"] and c["new_state"]["state"] not in GONE),
                    "the event entity firing after the restart", TIMEOUT)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from helpers.peers import require_python
 
@@ -39,8 +38,6 @@ PYTHON_VERSION = "3.13"
 START_TIMEOUT_S = 180.0  # a cold start on a loaded 2-core machine writes its storage and compiles translations
 STOP_TIMEOUT_S = 60.0
 USER, PASSWORD = "emotion-edge", "emotion-edge-test"
-# Lines for pytest's terminal summary (tests/conftest.py): what the install and the start cost, so CI's log shows it.
-REPORT = pytest.StashKey[list]()
 
 
 @dataclass(frozen=True)

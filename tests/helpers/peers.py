@@ -13,6 +13,10 @@ import pytest
 
 T = TypeVar("T")
 
+# Lines for pytest's terminal summary (tests/conftest.py prints them): what a peer's setup cost, e.g. the Home
+# Assistant install, so CI's log shows it.
+SUMMARY = pytest.StashKey[list]()
+
 
 def _missing(message: str) -> NoReturn:
     """Skip on a developer's machine; fail under CI's EMOTION_EDGE_REQUIRE_PEERS=1, where nothing may be missing."""
