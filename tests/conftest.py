@@ -37,3 +37,11 @@ def _private_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def fer_csv(tmp_path) -> Path:
     return synthetic.write_csv(tmp_path / "fer.csv")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What peers' setup cost (the Home Assistant install and start: tests/helpers/homeassistant.py), in CI's log."""
+    from helpers.peers import SUMMARY
+
+    for line in config.stash.get(SUMMARY, []):
+        terminalreporter.write_line(line)

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from helpers.browser import chromium
 from helpers.mosquitto import Mosquitto
 from helpers.peers import free_port, require_binary, wait_until
 from helpers.photo import astronaut_bgr
@@ -139,19 +140,6 @@ def publishing_daemon(face_video, tmp_path):
                 yield daemon, web, subscriber
         finally:
             subscriber.close()
-
-
-def chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_binary("chromium", "chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1100,900"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(require_binary("chromedriver", "chromium-driver")), options=options)
 
 
 # The <img>'s current picture, drawn into a canvas: proves the browser decoded a frame and which one it shows.

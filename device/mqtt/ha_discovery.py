@@ -13,7 +13,8 @@ the topic it reads: README "Home Assistant"). Two availability levels:
 So with the camera down the room entities go unavailable instead of showing the
 last emotion, while the diagnostics (camera problem, sensing, the detection
 switch, uptime, temperature, ...) stay visible and say why.
-The schema of these configs is device/schemas/ha_discovery.schema.json.
+Home Assistant's own MQTT schemas judge these configs (tests/test_homeassistant.py, in a real Home
+Assistant's venv), and a real Home Assistant shows the device they describe.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ import pytest
 
 T = TypeVar("T")
 
+# Lines for pytest's terminal summary (tests/conftest.py prints them): what a peer's setup cost, e.g. the Home
+# Assistant install, so CI's log shows it.
+SUMMARY = pytest.StashKey[list]()
+
 
 def _missing(message: str) -> NoReturn:
     """Skip on a developer's machine; fail under CI's EMOTION_EDGE_REQUIRE_PEERS=1, where nothing may be missing."""
@@ -29,6 +33,26 @@ def require_binary(name: str, package: str) -> str:
         if candidate and Path(candidate).exists():
             return candidate
     _missing(f"{name} not found: install Debian's {package} package (apt-get install {package})")
+
+
+def require_python(version: str) -> str:
+    """A Python `version` interpreter (e.g. "3.13", for Home Assistant): `python<version>` on PATH, or pyenv's
+    newest `<version>.*`; like require_binary, a missing one skips, or fails under EMOTION_EDGE_REQUIRE_PEERS=1."""
+    import shutil
+    import subprocess
+
+    found = shutil.which(f"python{version}")
+    if found:  # resolved: a pyenv shim on PATH may name a version that is not installed
+        result = subprocess.run([found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"),
+                        key=lambda p: [int(part) for part in p.parent.parent.name.split(".") if part.isdigit()])
+    if candidates:
+        return str(candidates[-1])
+    _missing(f"no Python {version} found (python{version} on PATH or pyenv's {pyenv_root}/versions/{version}.*): "
+             f"install it, e.g. `pyenv install {version}`")
 
 
 def require_module(name: str, extra: str = "test") -> ModuleType:
