@@ -423,7 +423,7 @@ def test_the_device_page_in_home_assistants_frontend(home_assistant, broker, tmp
     try:
         device, entity_ids = wait_until(lambda: device_and_entities(ws), "the device in Home Assistant", TIMEOUT)
         wait_until(lambda: all_live(ha, entity_ids), "every entity available with a value", TIMEOUT)
-        browser = chromium(window=(1280, 1200), loopback_only=True)
+        browser = chromium(window=(1280, 1900), loopback_only=True)
         # Logged in as the onboarding user: the frontend reads its tokens from localStorage, as after a login.
         browser.get(f"{ha.url}/api/onboarding")
         tokens = {**ha.tokens, "hassUrl": ha.url, "clientId": f"{ha.url}/"}
