@@ -210,13 +210,14 @@ def adding_up(record: Callable[[str, float], None], totals: dict[str, float]) ->
 # ----------------------------------------------------------------------------- our pipeline
 
 
-def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int) -> Pass:
+def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int, mirrors: str) -> Pass:
     """One pass of FacePipeline over the clip; a fresh pipeline so no track carries over from the last pass."""
     from emotion_edge.device.config import PipelineConfig
     from emotion_edge.device.pipeline import FacePipeline
-    from emotion_edge.device.sources import bgr_frame
+    from emotion_edge.device.sources import BufferPool, bgr_frame
 
-    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every))
+    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every, mirrors=mirrors))
+    pool = BufferPool()  # the gray image's buffers, reused as the camera sources reuse theirs
     stages: dict[str, float] = {}
     # The pipeline's own timer keeps only a moving average; also add up its per-stage seconds.
     pipeline.timer.record = adding_up(pipeline.timer.record, stages)  # type: ignore[method-assign]
@@ -225,14 +226,15 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
     for i, image in enumerate(clip.frames):
         started = time.perf_counter()
         # The gray conversion is timed too: the peer is handed the same BGR frame and converts it itself.
-        reading = pipeline.process(bgr_frame(image, timestamp=i / CLIP_FPS, index=i))
+        reading = pipeline.process(bgr_frame(image, timestamp=i / CLIP_FPS, index=i, gray_pool=pool))
         elapsed += time.perf_counter() - started
         boxes.append([(f.box.x, f.box.y, f.box.w, f.box.h) for f in reading.faces])
     n = len(clip.frames)
     return Pass(1000 * elapsed / n, 1000 * stages.get("detect", 0.0) / n, 1000 * stages.get("classify", 0.0) / n, boxes)
 
 
-def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, model: Path, repeats: int) -> list[Measurement]:
+def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, mirrors: str, model: Path,
+                 repeats: int) -> list[Measurement]:
     from emotion_edge.device.detection import DetectorConfig, make_detector
     from emotion_edge.device.model.classifier import EmotionClassifier
 
@@ -241,12 +243,13 @@ def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, 
     # Process-wide, and HaarDetector is the only one that sets it: set it for every
     # kind so "N threads" also bounds crop resizing and the gray conversion.
     cv2.setNumThreads(threads)
-    setting = f"ours: {kind}, {threads} thread{'s' if threads > 1 else ''}, detect every {detect_every}"
+    setting = (f"ours: {kind}, {threads} thread{'s' if threads > 1 else ''}, detect every {detect_every}, "
+               f"mirrors {mirrors}")
     rows = []
     for clip in clips:
         warm = Clip(clip.faces, clip.frames[:WARMUP_FRAMES], clip.boxes[:WARMUP_FRAMES])
-        run_ours(warm, detector, classifier, detect_every)
-        chosen = median_pass([run_ours(clip, detector, classifier, detect_every) for _ in range(repeats)])
+        run_ours(warm, detector, classifier, detect_every, mirrors)
+        chosen = median_pass([run_ours(clip, detector, classifier, detect_every, mirrors) for _ in range(repeats)])
         rows.append(measurement(setting, clip, chosen))
     return rows
 
@@ -379,6 +382,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int_list, default=[1, 2], help="thread counts, comma-separated (default 1,2)")
     parser.add_argument("--detect-every", type=int_list, default=[1, 3],
                         help="detect on every Nth frame, comma-separated (default 1,3; 3 tracks in between)")
+    parser.add_argument("--mirrors", default="together,alternate",
+                        help="a flip-averaging model's mirror views per frame: together, alternate (comma-separated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-worker", type=Path, help=argparse.SUPPRESS)  # internal: run in the peer's venv
     return parser.parse_args()
@@ -400,8 +405,9 @@ def main() -> None:
     rows = []
     for kind in args.kinds.split(","):
         for detect_every in args.detect_every:
-            for threads in args.threads:
-                rows += measure_ours(clips, kind.strip(), threads, detect_every, model, args.repeats)
+            for mirrors in args.mirrors.split(","):
+                for threads in args.threads:
+                    rows += measure_ours(clips, kind.strip(), threads, detect_every, mirrors.strip(), model, args.repeats)
 
     print(f"host: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} (other work shares the CPU)")

@@ -4,12 +4,18 @@ The daemon's loop, `emotion-edge analyze` on videos and the HTTP API all call
 this, so a face is read the same way everywhere. Detection runs every
 `detect_every` frames; in between, faces are classified on the boxes the
 tracker predicts from their motion, which is much cheaper than detecting.
+A model whose contract says flip_average is shown each face and its mirror in
+one invoke (`mirrors = "together"`), or, at half the classifier's cost, the face
+on one frame and its mirror on the next (`mirrors = "alternate"`), which the
+smoother's moving average then blends (README "Device pipeline speed" has the
+measurements behind the defaults).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -21,7 +27,10 @@ from emotion_edge.device.smoothing import EmotionSmoother, SmoothedState, Smooth
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import IouTracker, TrackerConfig
 
-STAGES = ("capture", "detect", "classify", "publish")
+# wait: read() waiting for the frame (pacing, the camera's frame interval), no CPU; capture: the read's own work
+# (decoding, the gray image); publish: handing the reading to the live state and the handlers.
+STAGES = ("wait", "capture", "detect", "classify", "publish")
+Mirrors = Literal["together", "alternate"]
 
 
 @dataclass(frozen=True)
@@ -29,10 +38,13 @@ class PipelineConfig:
     detect_every: int = 1  # run the detector on every Nth frame, track in between
     max_faces: int = 8
     stats_interval_s: float = 10.0
+    mirrors: Mirrors = "alternate"  # a flip_average model's mirror views: in every frame's invoke, or every other frame
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.mirrors not in get_args(Mirrors):
+            raise ValueError(f"field 'mirrors' must be one of {list(get_args(Mirrors))}, got {self.mirrors!r}")
         if self.max_faces < 1:
             raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
 
@@ -60,15 +72,17 @@ class FrameReading:
 
 @dataclass
 class StageTimer:
-    """Per-stage milliseconds as an exponential moving average, for stats."""
+    """Per-stage milliseconds as an exponential moving average, for stats, and seconds in all, for benches."""
 
     alpha: float = 0.1
     ms: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
+    total_s: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
 
     def record(self, stage: str, seconds: float) -> None:
         value = 1000.0 * seconds
         previous = self.ms.get(stage, 0.0)
         self.ms[stage] = value if previous == 0.0 else previous + self.alpha * (value - previous)
+        self.total_s[stage] = self.total_s.get(stage, 0.0) + seconds
 
 
 def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
@@ -91,14 +105,14 @@ def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) ->
     return [Box(b.x / sx, b.y / sy, b.w / sx, b.h / sy) for b in boxes]
 
 
-def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """All faces of a frame through the model in one invoke."""
+def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box], view: str | None = None) -> np.ndarray:
+    """All faces of a frame through the model in one invoke; `view` as `EmotionClassifier.classify` takes it."""
     if not boxes:
         return np.zeros((0, len(classifier.labels)), np.float32)
     margin = classifier.contract.face_margin
     size = classifier.contract.input_size
     crops = np.stack([crop_face(gray, box.as_xywh(), size=size, margin=margin) for box in boxes])
-    return classifier.classify(crops)
+    return classifier.classify(crops, view)
 
 
 class FacePipeline:
@@ -138,6 +152,13 @@ class FacePipeline:
         boxes = {t.track_id: t.box for t in update.detected}
         return boxes, {t.track_id for t in update.new}, tuple(t.track_id for t in update.ended), True
 
+    def _view(self) -> str | None:
+        """This frame's view of the faces: the contract's (None), or with mirrors = "alternate" and a
+        flip-averaging model, the face itself and its mirror on alternate frames."""
+        if self.config.mirrors != "alternate" or not self.classifier.contract.flip_average:
+            return None
+        return "mirror" if self._frames_seen % 2 == 0 else "original"
+
     def process(self, frame: Frame) -> FrameReading:
         boxes, new_ids, ended, detected = self._boxes(frame)
         self._frames_seen += 1
@@ -145,7 +166,7 @@ class FacePipeline:
             self._smoothers.pop(track_id, None)
         ids = sorted(boxes)
         started = time.perf_counter()
-        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids])
+        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids], self._view())
         self.timer.record("classify", time.perf_counter() - started)
         faces = []
         for track_id, p in zip(ids, probs):

@@ -143,3 +143,35 @@ def test_analyze_refuses_an_image_over_the_pixel_limit_by_its_header_naming_the_
     huge.write_bytes(png_bomb(30000, 30000))  # past Pillow's own ceiling too: still our error, our limit
     code, results = _analyze_json(capsys, huge, "--max-pixels", 1000)
     assert code == 1 and results[0]["error"]["code"] == "too_many_pixels" and "1,000" in results[0]["error"]["message"]
+
+
+def test_a_single_view_is_the_face_or_its_mirror_and_the_two_average_to_the_contracts_reading(classifier):
+    assert classifier.contract.flip_average  # the shipped model's contract, which these views split in two
+    faces = np.stack([cv2.resize(cv2.cvtColor(_astronaut_bgr(), cv2.COLOR_BGR2GRAY)[40:280, 140:320], (48, 48)),
+                      np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)])
+    original, mirror = classifier.classify(faces, "original"), classifier.classify(faces, "mirror")
+    np.testing.assert_array_equal(mirror, classifier.classify(faces[:, :, ::-1].copy(), "original"))
+    np.testing.assert_allclose((original + mirror) / 2, classifier.classify(faces), atol=1e-6)
+    with pytest.raises(ValueError, match="view must be None, 'original' or 'mirror'"):
+        classifier.classify(faces, "both")
+
+
+@pytest.mark.parametrize("mirrors", ["together", "alternate"])
+def test_mirrors_alternate_shows_the_face_then_its_mirror_and_together_shows_both(classifier, mirrors):
+    """Alternating halves the crops per frame; each frame's reading is then one view, taking turns."""
+    from emotion_edge.device.contract import crop_face
+
+    face = cv2.resize(_astronaut_bgr()[0:300, 100:400], (300, 300))
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(mirrors=mirrors))
+    readings = []
+    for i in range(4):  # a still face, detected on every frame
+        canvas = _canvas()
+        canvas[90:390, 160:460] = face
+        frame = _frame(canvas, i, i * 0.1)
+        reading = pipeline.process(frame)
+        [seen] = reading.faces
+        crop = crop_face(frame.gray, seen.box.as_xywh(), margin=classifier.contract.face_margin)[None]
+        views = [None, None] if mirrors == "together" else ["original", "mirror"]
+        np.testing.assert_array_equal(seen.probabilities, classifier.classify(crop, views[i % 2])[0])
+        readings.append(reading)
+    assert {f.track_id for r in readings for f in r.faces} == {1}

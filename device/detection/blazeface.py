@@ -136,6 +136,9 @@ class BlazeFaceDetector:
         self._check_tensors()
         self.anchors = ssd_anchors(self.spec.input_size, self.spec.strides, self.spec.interpolated_scale_aspect_ratio)
         self._input_buffer = np.empty((1, self.spec.input_size, self.spec.input_size, 3), np.float32)
+        self._small: np.ndarray | None = None  # the frame resized to the letterbox window, reused frame to frame
+        self._small_channels = 0
+        self._rgb: np.ndarray | None = None
 
     def _check_tensors(self) -> None:
         size, anchors = self.spec.input_size, self.spec.num_anchors
@@ -162,7 +165,14 @@ class BlazeFaceDetector:
         return dequantize(self._interpreter.get_tensor(detail["index"])[0], *detail.get("quantization", (0.0, 0)))
 
     def _letterbox(self, image: np.ndarray) -> tuple[float, float, float, float]:
-        """Fill the input buffer from a gray or RGB frame; returns (pad_x, pad_y, scale_x, scale_y) in input pixels."""
+        """Fill the input buffer from a gray, BGR or BGRA frame; returns (pad_x, pad_y, scale_x, scale_y) in input
+        pixels.
+
+        One small step: the frame is resized straight into a reused uint8 buffer of the letterboxed size (a few
+        thousand pixels), and only that is reordered to RGB and scaled into the model's float input. Swapping
+        channels commutes with the (per-channel) resize, so this is the input a full-frame BGR-to-RGB conversion
+        and a resize would give, without converting the whole frame.
+        """
         import cv2
 
         size = self.spec.input_size
@@ -170,13 +180,20 @@ class BlazeFaceDetector:
         fit = size / max(height, width)
         new_w, new_h = max(1, min(size, round(width * fit))), max(1, min(size, round(height * fit)))
         interpolation = cv2.INTER_AREA if fit < 1.0 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation).astype(np.float32)
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        if self._small is None or self._small.shape[:2] != (new_h, new_w) or self._small_channels != channels:
+            self._small = np.empty((new_h, new_w) if channels == 1 else (new_h, new_w, channels), np.uint8)
+            self._small_channels = channels
+            self._rgb = np.empty((new_h, new_w, 3), np.uint8)
+            self._input_buffer.fill(-1.0)  # black padding, as MediaPipe's letterbox (BORDER_ZERO) feeds it
+        small = cv2.resize(image, (new_w, new_h), dst=self._small, interpolation=interpolation)
+        code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[channels]
+        rgb = cv2.cvtColor(small, code, dst=self._rgb)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-        buffer = self._input_buffer[0]
-        buffer.fill(-1.0)  # black padding, as MediaPipe's letterbox (BORDER_ZERO) feeds it
-        # [0, 255] -> [-1, 1]; a gray frame broadcasts into all three channels.
-        window = buffer[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
-        window[...] = (resized * np.float32(2.0 / 255.0) - 1.0).reshape(new_h, new_w, -1)
+        # [0, 255] -> [-1, 1] in place, in float32 as before.
+        window = self._input_buffer[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+        np.multiply(rgb, np.float32(2.0 / 255.0), out=window, dtype=np.float32)
+        np.subtract(window, np.float32(1.0), out=window)
         return float(pad_x), float(pad_y), new_w / width, new_h / height
 
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -185,7 +202,7 @@ class BlazeFaceDetector:
         BlazeFace was trained on colour: on gray input (replicated to RGB) its
         scores are generally lower, so pass the colour frame when there is one.
         """
-        image = _model_image(image)
+        image = _checked_image(image)
         if image.size == 0:
             return []
         pad_x, pad_y, scale_x, scale_y = self._letterbox(image)
@@ -207,13 +224,12 @@ class BlazeFaceDetector:
         return _to_detections(pixels, scores, width, height, self.config.min_face)
 
 
-def _model_image(image: np.ndarray) -> np.ndarray:
-    """A uint8 frame as BlazeFace's input: 2-D gray stays gray, BGR(A) becomes RGB."""
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    """A uint8 frame BlazeFace can take: 2-D gray (or H x W x 1), BGR or BGRA; colour is reordered later, on the
+    letterboxed copy only."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f"detect() needs a uint8 gray (H, W) or BGR (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
-    if image.ndim == 2 or image.shape[2] == 1 or image.size == 0:
+    if image.ndim == 3 and image.shape[2] == 1:
         return image.reshape(image.shape[:2])
-    import cv2
-
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return image

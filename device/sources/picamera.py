@@ -12,6 +12,7 @@ import numpy as np
 
 from emotion_edge.device.sources.frames import (
     _WAIT_TIMEOUTS,
+    BufferPool,
     Frame,
     SourceBase,
     SourceError,
@@ -105,6 +106,7 @@ class PiCameraSource(SourceBase):
         self._camera: Any = None
         self._job: Any = None
         self._index = 0
+        self._gray_pool = BufferPool()
 
     def open(self) -> None:
         if self._camera is not None:
@@ -145,6 +147,7 @@ class PiCameraSource(SourceBase):
         camera = self._camera
         if camera is None:
             raise SourceError(f"{self.name}: read() before open()")
+        started = time.perf_counter()
         try:
             if self._job is None:
                 self._job = camera.capture_request(wait=False)
@@ -156,6 +159,7 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: capture failed: {str(exc) or type(exc).__name__}") from exc
         self._job = None
         timestamp = time.monotonic()
+        waited = time.perf_counter() - started  # the camera's frame interval: the ISP works, not this CPU
         try:
             main = request.make_array("main")
             lores = request.make_array("lores")
@@ -163,7 +167,7 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: cannot read camera buffers: {exc}") from exc
         finally:
             request.release()  # the camera has only a few buffers; a leaked one stalls it
-        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index)
+        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index, waited_s=waited)
         self._index += 1
         return frame
 
@@ -172,7 +176,9 @@ class PiCameraSource(SourceBase):
         width, height = self.config.lores_size
         if lores.ndim != 2 or lores.shape[0] < height or lores.shape[1] < width:
             raise SourceError(f"{self.name}: lores buffer {lores.shape} is not YUV420 for {width}x{height}")
-        return np.ascontiguousarray(lores[:height, :width])
+        gray = self._gray_pool.take((height, width))
+        np.copyto(gray, lores[:height, :width])
+        return gray
 
     def close(self) -> None:
         camera, self._camera = self._camera, None
