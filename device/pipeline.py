@@ -144,7 +144,10 @@ class FacePipeline:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
         detect = self._frames_seen % self.config.detect_every == 0
         if not detect:
-            return self.tracker.predict(frame.timestamp), set(), (), False
+            # Coast only the faces the last detection found: one it missed has probably left, and classifying
+            # the wall where it was would keep reporting a face that is gone until its track ends.
+            coasting = self.tracker.predict(frame.timestamp)
+            return {t.track_id: coasting[t.track_id] for t in self.tracker.tracks if t.misses == 0}, set(), (), False
         started = time.perf_counter()
         detections = detect_boxes(self.detector, frame.image, frame.gray)[: self.config.max_faces]
         self.timer.record("detect", time.perf_counter() - started)

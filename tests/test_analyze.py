@@ -175,3 +175,22 @@ def test_mirrors_alternate_shows_the_face_then_its_mirror_and_together_shows_bot
         np.testing.assert_array_equal(seen.probabilities, classifier.classify(crop, views[i % 2])[0])
         readings.append(reading)
     assert {f.track_id for r in readings for f in r.faces} == {1}
+
+
+def test_detecting_every_third_frame_reads_detection_frames_as_every_frame_does_and_coasts_only_found_faces(classifier):
+    face = _astronaut_bgr()[0:300, 100:400]
+    frames = []
+    for i in range(9):  # the face slides 6 px a frame at 10 fps, and is gone from frame 6 on
+        canvas = _canvas()
+        if i < 6:
+            canvas[90:390, 60 + 6 * i : 360 + 6 * i] = face
+        frames.append(_frame(canvas, i, i * 0.1))
+    every = [FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=n)) for n in (1, 3)]
+    by_1, by_3 = ([p.process(f) for f in frames] for p in every)
+    assert [r.detected for r in by_3] == [True, False, False] * 3
+    for a, b in zip(by_1[:6:3], by_3[:6:3]):  # where both detect, the same boxes and the same model outputs
+        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        np.testing.assert_array_equal(a.faces[0].probabilities, b.faces[0].probabilities)
+    assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in by_3[:6])  # coasting between detections
+    # Frame 6's detection misses the face: frames 7 and 8 classify nothing rather than the wall where it was.
+    assert [len(r.faces) for r in by_3[6:]] == [0, 0, 0]
