@@ -7,6 +7,9 @@ face) on one thread (LiteRT threads 1 for both models, cv2.setNumThreads(1)) in 
   model's own invoke time (one face, as the contract says: with its mirror) measured in the same process. The
   ratio cancels the machine's speed and load, which the training run sharing this CPU makes vary.
 - unpaced: the daemon's per-stage milliseconds (its StageTimer, added up over the run) and frames per second.
+- picamera: unpaced again, but through `PiCameraSource` and a stand-in for picamera2 that hands out the demo's
+  frames as a Pi camera would at the default sizes (main 1280x720 BGR, lores 640x360 YUV420, each a fresh copy
+  per request as `make_array` makes): the Pi's data path, with no video decoding in the capture.
 
 Each setting runs in its own subprocess: the baseline imports the code of `--baseline-rev` (exported with
 `git archive` into a temporary folder, first on PYTHONPATH), the others this checkout's. Settings alternate, run
@@ -42,6 +45,7 @@ SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 PACKAGE_DIRS = {"cli": "emotion_edge", "device": "emotion_edge/device", "models": "emotion_edge/models"}
 INVOKES = 100
+MODES = ("unpaced", "picamera", "paced")
 
 
 # ----------------------------------------------------------------------------- worker (one setting, one process)
@@ -65,7 +69,62 @@ def model_invoke_ms(classifier: Any, gray: Any) -> float:
     return 1000 * statistics.median(times)
 
 
-def worker(pipeline_keys: dict[str, Any], frames: int, paced: bool) -> dict[str, Any]:
+class StandInRequest:
+    def __init__(self, main: Any, lores: Any) -> None:
+        self.main, self.lores = main, lores
+
+    def make_array(self, stream: str) -> Any:
+        return (self.main if stream == "main" else self.lores).copy()  # picamera2 copies out of the camera buffer
+
+    def release(self) -> None:
+        pass
+
+
+class StandInPicamera2:
+    """The Picamera2 calls PiCameraSource makes, answered at once with the demo's frames at the camera's sizes."""
+
+    def __init__(self, main_size: tuple[int, int], lores_size: tuple[int, int]) -> None:
+        import cv2
+
+        capture = cv2.VideoCapture(str(DEMO))
+        self.frames = []
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            main = cv2.resize(image, main_size, interpolation=cv2.INTER_LINEAR)
+            lores = cv2.cvtColor(cv2.resize(image, lores_size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2YUV_I420)
+            self.frames.append((main, lores))
+        self.count = 0
+
+    def create_video_configuration(self, **kwargs: Any) -> dict:
+        return kwargs
+
+    def configure(self, config: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def capture_request(self, wait: Any = None) -> Any:
+        from concurrent.futures import Future
+
+        job: Future = Future()
+        job.set_result(StandInRequest(*self.frames[self.count % len(self.frames)]))
+        self.count += 1
+        return job
+
+    def wait(self, job: Any, timeout: Any = None) -> Any:
+        return job.result(timeout=timeout)
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def worker(pipeline_keys: dict[str, Any], frames: int, mode: str) -> dict[str, Any]:
     import cv2
 
     from emotion_edge.device.config import parse_config
@@ -73,6 +132,7 @@ def worker(pipeline_keys: dict[str, Any], frames: int, paced: bool) -> dict[str,
     from emotion_edge.device.model.metadata import packaged_model_path
 
     cv2.setNumThreads(1)
+    paced = mode == "paced"
     lines = [
         "[camera]", f'source = "{DEMO}"', "loop = true", f"paced = {'true' if paced else 'false'}",
         *(["fps = 15.0"] if paced else []),
@@ -81,7 +141,14 @@ def worker(pipeline_keys: dict[str, Any], frames: int, paced: bool) -> dict[str,
         "[pipeline]", *(f"{k} = {json.dumps(v)}" for k, v in pipeline_keys.items()),
     ]
     config = parse_config("\n".join(lines))
-    daemon = build_daemon(config)
+    source = None
+    if mode == "picamera":
+        from emotion_edge.device.sources import PiCameraConfig, PiCameraSource
+
+        camera = PiCameraConfig()  # the daemon's defaults: main 1280x720, lores 640x360
+        stand_in = StandInPicamera2(camera.main_size, camera.lores_size)
+        source = PiCameraSource(camera, camera_factory=lambda: stand_in)
+    daemon = build_daemon(config, source=source)
     totals: dict[str, float] = {}
     record = daemon.pipeline.timer.record
 
@@ -127,14 +194,14 @@ def export_revision(rev: str, folder: Path) -> Path:
     return root
 
 
-def run_setting(name: str, baseline_root: Path, frames: int, paced: bool) -> dict[str, Any]:
+def run_setting(name: str, baseline_root: Path, frames: int, mode: str) -> dict[str, Any]:
     code, keys = SETTINGS[name]
     env = dict(os.environ)
     if code == "baseline":
         # First on the path: ahead of this checkout's editable install (whose finder Python asks last).
         env["PYTHONPATH"] = os.pathsep.join([str(baseline_root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     args = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(keys), "--frames", str(frames)]
-    done = subprocess.run(args + (["--paced"] if paced else []), capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run(args + ["--mode", mode], capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"setting {name!r} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -156,20 +223,21 @@ def report(results: dict[str, dict[str, list[dict[str, Any]]]], args: argparse.N
         out.append(f"| {name} | {median_of(runs, 'cpu_ms_per_frame'):.2f} | {median_of(runs, 'invoke_ms'):.2f} | "
                    f"{statistics.median(norm):.2f} | {statistics.median(pairs):.2f} ({' '.join(f'{p:.2f}' for p in sorted(pairs))}) | "
                    f"{median_of(runs, 'faces_per_frame'):.2f} |")
-    stages = sorted({s for runs in unpaced.values() for r in runs for s in r["stage_ms"]},
-                    key=lambda s: ("wait", "capture", "detect", "classify", "publish").index(s) if s in
-                    ("wait", "capture", "detect", "classify", "publish") else 9)
-    out += ["", "## unpaced, one thread: the daemon's own per-stage ms per frame (median run)",
-            "| setting | fps | fps ratio vs baseline (paired) | " + " | ".join(f"{s} ms" for s in stages)
-            + " | rest of the loop ms | model invoke ms |",
-            "|---|---|---|" + "---|" * len(stages) + "---|---|"]
-    for name, runs in unpaced.items():
-        chosen = sorted(runs, key=lambda r: r["fps"])[(len(runs) - 1) // 2]
-        pairs = sorted(a["fps"] / b["fps"] for a, b in zip(runs, unpaced[base]))
-        rest = 1000 / chosen["fps"] - sum(chosen["stage_ms"].values())
-        cells = " | ".join(f"{chosen['stage_ms'].get(s, 0.0):.2f}" for s in stages)
-        out.append(f"| {name} | {chosen['fps']:.1f} | {statistics.median(pairs):.2f} ({' '.join(f'{p:.2f}' for p in pairs)}) | "
-                   f"{cells} | {rest:.2f} | {chosen['invoke_ms']:.2f} |")
+    stages = [s for s in ("wait", "capture", "detect", "classify", "publish")
+              if any(s in r["stage_ms"] for runs in unpaced.values() for r in runs)]
+    for mode, title in (("unpaced", "unpaced, demo.mp4 decoded by OpenCV"),
+                        ("picamera", "unpaced, a Pi camera's frames (stand-in picamera2, main 1280x720, lores 640x360)")):
+        out += ["", f"## {title}, one thread: the daemon's own per-stage ms per frame (median run)",
+                "| setting | fps | fps ratio vs baseline (paired) | " + " | ".join(f"{s} ms" for s in stages)
+                + " | rest of the loop ms | model invoke ms |",
+                "|---|---|---|" + "---|" * len(stages) + "---|---|"]
+        for name, runs in results[mode].items():
+            chosen = sorted(runs, key=lambda r: r["fps"])[(len(runs) - 1) // 2]
+            pairs = sorted(a["fps"] / b["fps"] for a, b in zip(runs, results[mode][base]))
+            rest = 1000 / chosen["fps"] - sum(chosen["stage_ms"].values())
+            cells = " | ".join(f"{chosen['stage_ms'].get(s, 0.0):.2f}" for s in stages)
+            out.append(f"| {name} | {chosen['fps']:.1f} | {statistics.median(pairs):.2f} "
+                       f"({' '.join(f'{p:.2f}' for p in pairs)}) | {cells} | {rest:.2f} | {chosen['invoke_ms']:.2f} |")
     return "\n".join(out)
 
 
@@ -180,23 +248,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=150, help="frames per paced run (default 150 = 10 s)")
     parser.add_argument("--unpaced-frames", type=int, default=450, help="frames per unpaced run (default 450)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one setting's [pipeline] keys as JSON
-    parser.add_argument("--paced", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="unpaced", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(json.loads(args.worker), args.frames, args.paced)))
+        print(json.dumps(worker(json.loads(args.worker), args.frames, args.mode)))
         return
     load = os.getloadavg()[0]
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {"paced": {n: [] for n in SETTINGS}, "unpaced": {n: [] for n in SETTINGS}}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {m: {n: [] for n in SETTINGS} for m in MODES}
     with tempfile.TemporaryDirectory(prefix="frame-budget-") as tmp:
         baseline_root = export_revision(args.baseline_rev, Path(tmp))
         for _ in range(args.repeats):
-            for mode, frames in (("unpaced", args.unpaced_frames), ("paced", args.frames)):
+            for mode in MODES:
+                frames = args.frames if mode == "paced" else args.unpaced_frames
                 for name in SETTINGS:
-                    results[mode][name].append(run_setting(name, baseline_root, frames, mode == "paced"))
+                    results[mode][name].append(run_setting(name, baseline_root, frames, mode))
     print(f"# frame budget: examples/demo.mp4 (640x480, one face), one thread, {args.repeats} alternating runs per "
           f"setting and mode; paced runs {args.frames} frames at 15 fps, unpaced {args.unpaced_frames}")
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, load average "

@@ -35,7 +35,7 @@ Mirrors = Literal["together", "alternate"]
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    detect_every: int = 1  # run the detector on every Nth frame, track in between
+    detect_every: int = 2  # run the detector on every Nth frame, track in between
     max_faces: int = 8
     stats_interval_s: float = 10.0
     mirrors: Mirrors = "alternate"  # a flip_average model's mirror views: in every frame's invoke, or every other frame
@@ -90,12 +90,17 @@ def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, f
     return (box.x / width, box.y / height, box.w / width, box.h / height)
 
 
-def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> list[Box]:
+def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray,
+                 chroma: tuple[np.ndarray, np.ndarray] | None = None) -> list[Box]:
     """Face boxes in `gray`'s pixels, detected on the colour image when the detector is better on colour.
 
     On a Pi the colour `main` stream is larger than the gray `lores` one, so
     colour detections are scaled down to the gray image that crops are cut from.
+    With the lores stream's `chroma` planes, a detector that reads YUV takes its
+    colour from them (gray is their Y): the smallest stream that serves.
     """
+    if detector.prefers_color and chroma is not None and hasattr(detector, "detect_yuv"):
+        return [d.box for d in detector.detect_yuv(gray, *chroma)]
     if not detector.prefers_color or image.ndim != 3:
         return [d.box for d in detector.detect(gray)]
     sx, sy = image.shape[1] / gray.shape[1], image.shape[0] / gray.shape[0]
@@ -149,7 +154,7 @@ class FacePipeline:
             coasting = self.tracker.predict(frame.timestamp)
             return {t.track_id: coasting[t.track_id] for t in self.tracker.tracks if t.misses == 0}, set(), (), False
         started = time.perf_counter()
-        detections = detect_boxes(self.detector, frame.image, frame.gray)[: self.config.max_faces]
+        detections = detect_boxes(self.detector, frame.image, frame.gray, frame.chroma)[: self.config.max_faces]
         self.timer.record("detect", time.perf_counter() - started)
         update = self.tracker.update(detections, frame.timestamp)
         boxes = {t.track_id: t.box for t in update.detected}

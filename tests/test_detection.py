@@ -465,3 +465,21 @@ def test_detector_input_is_the_full_frame_conversion_made_from_the_small_copy(ki
     for frame in frames:
         model._letterbox(frame)
         np.testing.assert_array_equal(model._input_buffer[0], _letterbox_from_the_full_frame(frame, size))
+
+
+@pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
+def test_a_yuv_frame_is_read_like_its_colour_frame(kind, photo_bgr):
+    """A Pi camera's lores planes (YUV 4:2:0) find the face the BGR frame shows, in the same pixels."""
+    height, width = (s - s % 2 for s in photo_bgr.shape[:2])
+    bgr = np.ascontiguousarray(photo_bgr[:height, :width])
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    y = yuv[: height * width].reshape(height, width)
+    u, v = (yuv[height * width + i * (height // 2) * (width // 2) :][: (height // 2) * (width // 2)]
+            .reshape(height // 2, width // 2) for i in (0, 1))
+    model = detector(kind)
+    from_bgr, from_yuv = model.detect(bgr), model.detect_yuv(y, u, v)
+    assert len(from_bgr) == len(from_yuv) == 1
+    assert from_yuv[0].box.iou(from_bgr[0].box) > 0.9 and abs(from_yuv[0].score - from_bgr[0].score) < 0.05
+    assert model.detect(bgr)[0].box == from_bgr[0].box  # the BGR path is unchanged by a YUV frame in between
+    with pytest.raises(ValueError, match="detect_yuv\\(\\) needs uint8 planes"):
+        model.detect_yuv(y, u[:-1], v)

@@ -738,3 +738,26 @@ def test_pacing_wait_is_reported_apart_from_the_frame(video):
         assert source.read(1.0).waited_s == 0.0  # the first frame is due at once
         fake.now += 0.03  # the loop worked 30 ms on it
         assert source.read(1.0).waited_s == pytest.approx(0.07)
+
+
+def test_picamera_frames_carry_the_lores_colour_planes_without_the_stride_padding():
+    """U and V follow the Y rows at half the stride; the frame holds them cropped to half the lores size."""
+    fake = FakePicamera2()
+    lw, lh = SMALL.lores_size
+    stride = fake.yuv.shape[1]
+    rng = np.random.default_rng(1)
+    u, v = (rng.integers(0, 256, (lh // 2, lw // 2), dtype=np.uint8) for _ in range(2))
+    padded = np.full((2, lh // 2, stride // 2), 99, np.uint8)  # 99: the stride's padding, never a pixel
+    padded[0, :, : lw // 2], padded[1, :, : lw // 2] = u, v
+    fake.yuv[lh:] = padded.reshape(lh // 2, stride)  # U's rows, then V's, two to a buffer row
+    with PiCameraSource(SMALL, camera_factory=lambda: fake) as source:
+        frame = source.read(0.5)
+    np.testing.assert_array_equal(frame.chroma[0], u)
+    np.testing.assert_array_equal(frame.chroma[1], v)
+    np.testing.assert_array_equal(frame.gray, fake.y)
+
+
+def test_frame_rejects_colour_planes_of_the_wrong_size():
+    image, gray = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"Frame.chroma must be two uint8 \(4, 4\) planes"):
+        Frame(image=image, gray=gray, timestamp=0.0, index=0, chroma=(np.zeros((8, 8), np.uint8),) * 2)

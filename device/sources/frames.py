@@ -49,6 +49,9 @@ class Frame:
     index: frame number from the source, counting from 0 at open().
     waited_s: seconds read() spent waiting for this frame to be due or to arrive (a pacer's sleep, a camera's
         frame interval), which the loop's stats keep apart from the capture's own work.
+    chroma: the U and V planes (half the gray image's width and height) where the source delivers YUV 4:2:0, as
+        the Pi camera's lores stream does: with ``gray`` as Y they are a small colour image of the same view,
+        which a colour detector reads instead of the larger ``image``.
     """
 
     image: np.ndarray
@@ -56,6 +59,7 @@ class Frame:
     timestamp: float
     index: int
     waited_s: float = 0.0
+    chroma: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         # Cheap checks that catch a misconfigured camera format here rather than deep in the detector.
@@ -63,6 +67,9 @@ class Frame:
             raise ValueError(f"Frame.image must be uint8 HxWx3, got {self.image.dtype} {self.image.shape}")
         if self.gray.dtype != np.uint8 or self.gray.ndim != 2:
             raise ValueError(f"Frame.gray must be uint8 HxW, got {self.gray.dtype} {self.gray.shape}")
+        half = (self.gray.shape[0] // 2, self.gray.shape[1] // 2)
+        if self.chroma is not None and any(p.dtype != np.uint8 or p.shape != half for p in self.chroma):
+            raise ValueError(f"Frame.chroma must be two uint8 {half} planes, got {[p.shape for p in self.chroma]}")
 
     @property
     def gray_to_image_scale(self) -> tuple[float, float]:

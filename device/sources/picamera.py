@@ -167,7 +167,8 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: cannot read camera buffers: {exc}") from exc
         finally:
             request.release()  # the camera has only a few buffers; a leaked one stalls it
-        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index, waited_s=waited)
+        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index, waited_s=waited,
+                      chroma=self._chroma_planes(lores))
         self._index += 1
         return frame
 
@@ -179,6 +180,19 @@ class PiCameraSource(SourceBase):
         gray = self._gray_pool.take((height, width))
         np.copyto(gray, lores[:height, :width])
         return gray
+
+    def _chroma_planes(self, lores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The U and V planes of the lores buffer, as views (no copy): after the Y rows, each at half the width
+        and height and half the stride. None when the buffer is too short to hold them."""
+        width, height = self.config.lores_size
+        stride = lores.shape[1]
+        flat = lores.reshape(-1)
+        offset, size = height * stride, (height // 2) * (stride // 2)
+        if flat.size < offset + 2 * size:
+            return None
+        u, v = (flat[start : start + size].reshape(height // 2, stride // 2)[:, : width // 2]
+                for start in (offset, offset + size))
+        return u, v
 
     def close(self) -> None:
         camera, self._camera = self._camera, None
