@@ -13,8 +13,9 @@ measurements behind the defaults).
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -120,6 +121,13 @@ def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[
     return classifier.classify(crops, view)
 
 
+def missed_rounds(max_missed_frames: int, detect_every: int) -> int:
+    """`[tracker] max_missed` (frames a face may go undetected) as the detection rounds the tracker counts, rounded
+    up: a face that leaves ends its track as many frames later as when detecting every frame (at most N-1 more),
+    not N times later."""
+    return math.ceil(max_missed_frames / detect_every)
+
+
 class FacePipeline:
     def __init__(
         self,
@@ -133,7 +141,7 @@ class FacePipeline:
         self.classifier = classifier
         self.config = config
         self.smoothing = smoothing
-        self.tracker = IouTracker(tracker)
+        self.tracker = IouTracker(replace(tracker, max_missed=missed_rounds(tracker.max_missed, config.detect_every)))
         self.timer = StageTimer()
         self._smoothers: dict[int, EmotionSmoother] = {}
         self._frames_seen = 0

@@ -194,3 +194,23 @@ def test_detecting_every_third_frame_reads_detection_frames_as_every_frame_does_
     assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in by_3[:6])  # coasting between detections
     # Frame 6's detection misses the face: frames 7 and 8 classify nothing rather than the wall where it was.
     assert [len(r.faces) for r in by_3[6:]] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("detect_every", [1, 2, 3])
+def test_a_face_that_leaves_ends_its_track_as_many_frames_later_at_any_cadence(classifier, detect_every):
+    """[tracker] max_missed counts frames; the pipeline hands the tracker the matching number of rounds."""
+    from emotion_edge.device.pipeline import missed_rounds
+
+    assert [missed_rounds(5, n) for n in (1, 2, 3)] == [5, 3, 2] and missed_rounds(1, 2) == 1
+    face = _astronaut_bgr()[0:300, 100:400]
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=detect_every),
+                            TrackerConfig(max_missed=5, max_age_s=60.0))
+    ended_at = None
+    for i in range(24):  # present for frames 0-5, gone from frame 6
+        canvas = _canvas()
+        if i < 6:
+            canvas[90:390, 160:460] = face
+        if pipeline.process(_frame(canvas, i, i * 0.1)).ended_tracks == (1,):
+            ended_at = i
+    # Every frame: the 6th miss (frame 11) ends it; every Nth frame: a detection from frame 11 on, within N frames.
+    assert ended_at is not None and 11 <= ended_at < 11 + detect_every

@@ -217,7 +217,7 @@ class BlazeFaceDetector:
         height, width = y.shape
         new_w, new_h = self._window(height, width, 0)  # 0: the I420 layout, which the buffers are re-laid out for
         new_w, new_h = new_w - new_w % 2, new_h - new_h % 2  # I420 needs even sides
-        if self._i420 is None or self._i420.shape != (new_h * 3 // 2, new_w):
+        if self._i420 is None or self._i420.shape != (new_h * 3 // 2, new_w) or self._rgb.shape[:2] != (new_h, new_w):
             self._i420 = np.empty((new_h * 3 // 2, new_w), np.uint8)
             self._rgb = np.empty((new_h, new_w, 3), np.uint8)
         i420 = self._i420
