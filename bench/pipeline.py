@@ -3,10 +3,13 @@
 Frames are 640x480 with 0, 1, 2 and 4 real faces: the head of scikit-image's
 bundled `astronaut` photo pasted at known, slowly moving places and sizes, so
 every face's true box is known and recall (share of pasted faces found, IoU >=
-0.3) can be scored. Our side is `FacePipeline` with each detector kind and
+0.3) and mean IoU (how well the boxes sit, motion-predicted ones included) can
+be scored. Our side is `FacePipeline` with each detector kind and
 thread count; the peer is `FER(mtcnn=False).detect_emotions` from PyPI's `fer`,
 measured in the same run on the identical frames. It is the baseline of the
-ratio column. Results are a markdown table, never timed assertions.
+ratio column; with --rounds N the peer and ours alternate N times and the ratio
+is the median of the rounds' ratios (a shared CPU makes single rounds swing).
+Results are a markdown table, never timed assertions.
 
 The peer runs in its own venv so its TensorFlow and OpenCV cannot disturb ours;
 this file is run there as a subprocess (hidden `--peer-worker`), which is why
