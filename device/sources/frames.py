@@ -134,7 +134,8 @@ class BufferPool:
     """Frame-sized arrays handed out again once nothing else holds them, instead of a fresh one per frame.
 
     Why: a 640x480 frame is far over malloc's mmap threshold, so each new one is mapped and each freed one
-    unmapped, and touching it again page-faults (about 245 faults a frame, 7% of the loop). Why reference
+    unmapped, and touching it again page-faults (issue 19 profiled about 245 faults a frame, 7% of the loop, in
+    freeing the previous frame alone). Why reference
     counts: a frame lives on after the loop moved on (the live state, a preview encoding it, a view of it), and
     an array is safe to overwrite only when the pool's own list holds the last reference to it (numpy views
     hold their base, so they count too). When all `size` arrays are still held, a fresh unpooled one is made.
