@@ -3,10 +3,13 @@
 Frames are 640x480 with 0, 1, 2 and 4 real faces: the head of scikit-image's
 bundled `astronaut` photo pasted at known, slowly moving places and sizes, so
 every face's true box is known and recall (share of pasted faces found, IoU >=
-0.3) can be scored. Our side is `FacePipeline` with each detector kind and
+0.3) and mean IoU (how well the boxes sit, motion-predicted ones included) can
+be scored. Our side is `FacePipeline` with each detector kind and
 thread count; the peer is `FER(mtcnn=False).detect_emotions` from PyPI's `fer`,
 measured in the same run on the identical frames. It is the baseline of the
-ratio column. Results are a markdown table, never timed assertions.
+ratio column; with --rounds N the peer and ours alternate N times and the ratio
+is the median of the rounds' ratios (a shared CPU makes single rounds swing).
+Results are a markdown table, never timed assertions.
 
 The peer runs in its own venv so its TensorFlow and OpenCV cannot disturb ours;
 this file is run there as a subprocess (hidden `--peer-worker`), which is why
@@ -19,7 +22,7 @@ CascadeClassifier, which its Haar path needs; it imports pkg_resources):
     .bench-venv/bin/pip install --no-deps fer==25.10.3
     .bench-venv/bin/pip install tensorflow-cpu "opencv-python-headless>=4.8,<5" requests Pillow "setuptools<81"
 
-    python bench/pipeline.py [--model PATH] [--frames 30] [--repeats 3] [--skip-peer]
+    python bench/pipeline.py [--model PATH] [--frames 30] [--repeats 3] [--rounds 1] [--skip-peer]
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Measurement:
     classify_ms: float | None
     recall: float | None  # None when there is no face to find
     false_per_frame: float
+    mean_iou: float | None  # each true face's best IoU with a reported box (0 when none), averaged
 
 
 # ----------------------------------------------------------------------------- frames
@@ -162,16 +166,20 @@ def make_clips(frames: int, seed: int) -> list[Clip]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def score(found: list[list[XYWH]], truth: np.ndarray) -> tuple[float | None, float]:
-    """(recall, false boxes per frame): a true face is found when some box overlaps it by IoU >= MATCH_IOU."""
+def score(found: list[list[XYWH]], truth: np.ndarray) -> tuple[float | None, float, float | None]:
+    """(recall, false boxes per frame, mean best IoU): a true face is found when some box overlaps it by IoU >=
+    MATCH_IOU; the mean IoU also shows how well boxes sit on the faces (motion-predicted ones too)."""
     from emotion_edge.device.geometry import iou  # scored in our venv, never the peer's
 
     hits = false = 0
+    overlaps = []
     for boxes, faces in zip(found, truth):
-        hits += sum(any(iou(tuple(t), b) >= MATCH_IOU for b in boxes) for t in faces)
+        best = [max((iou(tuple(t), b) for b in boxes), default=0.0) for t in faces]
+        overlaps += best
+        hits += sum(b >= MATCH_IOU for b in best)
         false += sum(all(iou(tuple(t), b) < MATCH_IOU for t in faces) for b in boxes)
     total = truth.shape[0] * truth.shape[1]
-    return (hits / total if total else None), false / max(1, len(found))
+    return (hits / total if total else None), false / max(1, len(found)), (float(np.mean(overlaps)) if total else None)
 
 
 def median_pass(passes: list[Pass]) -> Pass:
@@ -180,8 +188,9 @@ def median_pass(passes: list[Pass]) -> Pass:
 
 
 def measurement(setting: str, clip: Clip, chosen: Pass) -> Measurement:
-    recall, false = score(chosen.boxes, clip.boxes)
-    return Measurement(setting, clip.faces, chosen.total_ms, chosen.detect_ms, chosen.classify_ms, recall, false)
+    recall, false, mean_iou = score(chosen.boxes, clip.boxes)
+    return Measurement(setting, clip.faces, chosen.total_ms, chosen.detect_ms, chosen.classify_ms, recall, false,
+                       mean_iou)
 
 
 def timed(method: Callable[..., Any], totals: dict[str, float], stage: str) -> Callable[..., Any]:
@@ -210,13 +219,14 @@ def adding_up(record: Callable[[str, float], None], totals: dict[str, float]) ->
 # ----------------------------------------------------------------------------- our pipeline
 
 
-def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int) -> Pass:
+def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int, mirrors: str) -> Pass:
     """One pass of FacePipeline over the clip; a fresh pipeline so no track carries over from the last pass."""
     from emotion_edge.device.config import PipelineConfig
     from emotion_edge.device.pipeline import FacePipeline
-    from emotion_edge.device.sources import bgr_frame
+    from emotion_edge.device.sources import BufferPool, bgr_frame
 
-    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every))
+    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every, mirrors=mirrors))
+    pool = BufferPool()  # the gray image's buffers, reused as the camera sources reuse theirs
     stages: dict[str, float] = {}
     # The pipeline's own timer keeps only a moving average; also add up its per-stage seconds.
     pipeline.timer.record = adding_up(pipeline.timer.record, stages)  # type: ignore[method-assign]
@@ -225,14 +235,15 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
     for i, image in enumerate(clip.frames):
         started = time.perf_counter()
         # The gray conversion is timed too: the peer is handed the same BGR frame and converts it itself.
-        reading = pipeline.process(bgr_frame(image, timestamp=i / CLIP_FPS, index=i))
+        reading = pipeline.process(bgr_frame(image, timestamp=i / CLIP_FPS, index=i, gray_pool=pool))
         elapsed += time.perf_counter() - started
         boxes.append([(f.box.x, f.box.y, f.box.w, f.box.h) for f in reading.faces])
     n = len(clip.frames)
     return Pass(1000 * elapsed / n, 1000 * stages.get("detect", 0.0) / n, 1000 * stages.get("classify", 0.0) / n, boxes)
 
 
-def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, model: Path, repeats: int) -> list[Measurement]:
+def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, mirrors: str, model: Path,
+                 repeats: int) -> list[Measurement]:
     from emotion_edge.device.detection import DetectorConfig, make_detector
     from emotion_edge.device.model.classifier import EmotionClassifier
 
@@ -241,12 +252,13 @@ def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, 
     # Process-wide, and HaarDetector is the only one that sets it: set it for every
     # kind so "N threads" also bounds crop resizing and the gray conversion.
     cv2.setNumThreads(threads)
-    setting = f"ours: {kind}, {threads} thread{'s' if threads > 1 else ''}, detect every {detect_every}"
+    setting = (f"ours: {kind}, {threads} thread{'s' if threads > 1 else ''}, detect every {detect_every}, "
+               f"mirrors {mirrors}")
     rows = []
     for clip in clips:
         warm = Clip(clip.faces, clip.frames[:WARMUP_FRAMES], clip.boxes[:WARMUP_FRAMES])
-        run_ours(warm, detector, classifier, detect_every)
-        chosen = median_pass([run_ours(clip, detector, classifier, detect_every) for _ in range(repeats)])
+        run_ours(warm, detector, classifier, detect_every, mirrors)
+        chosen = median_pass([run_ours(clip, detector, classifier, detect_every, mirrors) for _ in range(repeats)])
         rows.append(measurement(setting, clip, chosen))
     return rows
 
@@ -337,21 +349,41 @@ def cell(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def table(rows: list[Measurement], peer: list[Measurement]) -> str:
-    """One block per face count, the peer's row (the baseline) first."""
-    baseline = {m.faces: 1000 / m.total_ms for m in peer}
+def median_row(rows: list[Measurement]) -> Measurement:
+    return sorted(rows, key=lambda m: m.total_ms)[(len(rows) - 1) // 2]
+
+
+def table(rounds: list[tuple[list[Measurement], list[Measurement]]]) -> str:
+    """One block per face count, the peer's row (the baseline) first. Each round timed the peer and then every
+    setting of ours, so the ratio of a round compares runs minutes apart at most; the median round's figures and
+    the median of the rounds' ratios are shown (the training run sharing this CPU makes single rounds stall)."""
+    by_key: dict[tuple[str, int], list[Measurement]] = {}
+    ratios: dict[tuple[str, int], list[float]] = {}
+    for peer, ours in rounds:
+        baseline = {m.faces: m.total_ms for m in peer}
+        for m in peer + ours:
+            by_key.setdefault((m.setting, m.faces), []).append(m)
+            if m.faces in baseline:
+                ratios.setdefault((m.setting, m.faces), []).append(baseline[m.faces] / m.total_ms)
     lines = [
-        "| setting | faces in frame | fps | detect ms | classify ms | total ms | recall | fps ratio vs peer | false boxes/frame |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| setting | faces in frame | fps | detect ms | classify ms | total ms | recall | mean IoU | "
+        "fps ratio vs peer (median of rounds; each round) | false boxes/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    settings = list(dict.fromkeys(m.setting for peer, ours in rounds[:1] for m in peer + ours))
     for faces in FACE_COUNTS:
-        for m in [p for p in peer if p.faces == faces] + [r for r in rows if r.faces == faces]:
-            fps = 1000 / m.total_ms
-            ratio = baseline.get(faces)
-            ratio_text = "1.00 (baseline)" if m.setting == PEER_SETTING else ("—" if ratio is None else f"{fps / ratio:.2f}")
+        for setting in settings:
+            if (setting, faces) not in by_key:
+                continue
+            m = median_row(by_key[(setting, faces)])
+            each = ratios.get((setting, faces), [])
+            if setting == PEER_SETTING:
+                ratio_text = "1.00 (baseline)"
+            else:
+                ratio_text = "—" if not each else f"{np.median(each):.2f} ({' '.join(f'{r:.1f}' for r in each)})"
             lines.append(
-                f"| {m.setting} | {faces} | {fps:.1f} | {cell(m.detect_ms)} | {cell(m.classify_ms, 2)} | "
-                f"{m.total_ms:.1f} | {cell(m.recall, 2)} | {ratio_text} | {m.false_per_frame:.2f} |"
+                f"| {m.setting} | {faces} | {1000 / m.total_ms:.1f} | {cell(m.detect_ms)} | {cell(m.classify_ms, 2)} | "
+                f"{m.total_ms:.1f} | {cell(m.recall, 2)} | {cell(m.mean_iou, 2)} | {ratio_text} | {m.false_per_frame:.2f} |"
             )
     return "\n".join(lines)
 
@@ -371,6 +403,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames per face count (default 30)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per clip; the median one is reported")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the peer then ours, alternating; ratios are per round, their median shown")
     parser.add_argument("--model", type=Path, help="int8 emotion model (default: the packaged one)")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON if DEFAULT_PEER_PYTHON.exists() else None,
                         help=f"python of the venv with `fer` (default {DEFAULT_PEER_PYTHON} if present)")
@@ -379,6 +413,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int_list, default=[1, 2], help="thread counts, comma-separated (default 1,2)")
     parser.add_argument("--detect-every", type=int_list, default=[1, 3],
                         help="detect on every Nth frame, comma-separated (default 1,3; 3 tracks in between)")
+    parser.add_argument("--mirrors", default="together,alternate",
+                        help="a flip-averaging model's mirror views per frame: together, alternate (comma-separated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-worker", type=Path, help=argparse.SUPPRESS)  # internal: run in the peer's venv
     return parser.parse_args()
@@ -396,17 +432,24 @@ def main() -> None:
         raise SystemExit(f"no peer venv at {DEFAULT_PEER_PYTHON}: create it as this file's docstring says, "
                          "pass --peer-python, or --skip-peer")
     clips = make_clips(args.frames, args.seed)
-    peer_rows, report = measure_peer(clips, args.peer_python, args.repeats) if not args.skip_peer else ([], {})
-    rows = []
-    for kind in args.kinds.split(","):
-        for detect_every in args.detect_every:
-            for threads in args.threads:
-                rows += measure_ours(clips, kind.strip(), threads, detect_every, model, args.repeats)
+    load = os.getloadavg()[0]
+    rounds, report = [], {}
+    for _ in range(args.rounds):
+        peer_rows, report = measure_peer(clips, args.peer_python, args.repeats) if not args.skip_peer else ([], {})
+        rows = []
+        for kind in args.kinds.split(","):
+            for detect_every in args.detect_every:
+                for mirrors in args.mirrors.split(","):
+                    for threads in args.threads:
+                        rows += measure_ours(clips, kind.strip(), threads, detect_every, mirrors.strip(), model,
+                                             args.repeats)
+        rounds.append((peer_rows, rows))
 
     print(f"host: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} (other work shares the CPU)")
+          f"Python {platform.python_version()}, load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end "
+          f"(other work shares the CPU)")
     print(f"frames: {FRAME_W}x{FRAME_H}, {args.frames} per face count, faces {FACE_MIN}-{FACE_MAX} px (as fit), "
-          f"median of {args.repeats} passes; recall = share of pasted faces with a box at IoU >= {MATCH_IOU}")
+          f"median of {args.repeats} passes, {args.rounds} round(s) of the peer then ours; recall = share of pasted faces with a box at IoU >= {MATCH_IOU}")
     print(f"ours: model {model.name}; N threads = LiteRT threads of BlazeFace and the emotion model and "
           f"cv2.setNumThreads(N); detect/classify ms are per frame (averaged over skipped frames too)")
     if report:
@@ -414,7 +457,7 @@ def main() -> None:
               f"library-default threads (OpenCV {report['opencv']}: {report['opencv_threads']} threads; "
               f"TensorFlow {report['tensorflow']} tf.lite.Interpreter default)")
     print()
-    print(table(rows, peer_rows))
+    print(table(rounds))
 
 
 if __name__ == "__main__":

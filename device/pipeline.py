@@ -4,12 +4,19 @@ The daemon's loop, `emotion-edge analyze` on videos and the HTTP API all call
 this, so a face is read the same way everywhere. Detection runs every
 `detect_every` frames; in between, faces are classified on the boxes the
 tracker predicts from their motion, which is much cheaper than detecting.
+A model whose contract says flip_average is shown each face and its mirror in
+one invoke (`mirrors = "together"`), or, at half the classifier's cost, the face
+on one frame and its mirror on the next (`mirrors = "alternate"`), which the
+smoother's moving average then blends (README "Device pipeline speed" has the
+measurements behind the defaults).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -21,18 +28,24 @@ from emotion_edge.device.smoothing import EmotionSmoother, SmoothedState, Smooth
 from emotion_edge.device.sources import Frame
 from emotion_edge.device.tracking import IouTracker, TrackerConfig
 
-STAGES = ("capture", "detect", "classify", "publish")
+# wait: read() waiting for the frame (pacing, the camera's frame interval), no CPU; capture: the read's own work
+# (decoding, the gray image); publish: handing the reading to the live state and the handlers.
+STAGES = ("wait", "capture", "detect", "classify", "publish")
+Mirrors = Literal["together", "alternate"]
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    detect_every: int = 1  # run the detector on every Nth frame, track in between
+    detect_every: int = 2  # run the detector on every Nth frame, track in between
     max_faces: int = 8
     stats_interval_s: float = 10.0
+    mirrors: Mirrors = "alternate"  # a flip_average model's mirror views: in every frame's invoke, or every other frame
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.mirrors not in get_args(Mirrors):
+            raise ValueError(f"field 'mirrors' must be one of {list(get_args(Mirrors))}, got {self.mirrors!r}")
         if self.max_faces < 1:
             raise ValueError(f"field 'max_faces' must be >= 1, got {self.max_faces}")
 
@@ -60,15 +73,17 @@ class FrameReading:
 
 @dataclass
 class StageTimer:
-    """Per-stage milliseconds as an exponential moving average, for stats."""
+    """Per-stage milliseconds as an exponential moving average, for stats, and seconds in all, for benches."""
 
     alpha: float = 0.1
     ms: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
+    total_s: dict[str, float] = field(default_factory=lambda: {stage: 0.0 for stage in STAGES})
 
     def record(self, stage: str, seconds: float) -> None:
         value = 1000.0 * seconds
         previous = self.ms.get(stage, 0.0)
         self.ms[stage] = value if previous == 0.0 else previous + self.alpha * (value - previous)
+        self.total_s[stage] = self.total_s.get(stage, 0.0) + seconds
 
 
 def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
@@ -76,12 +91,17 @@ def normalized(box: Box, shape: tuple[int, ...]) -> tuple[float, float, float, f
     return (box.x / width, box.y / height, box.w / width, box.h / height)
 
 
-def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) -> list[Box]:
+def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray,
+                 chroma: tuple[np.ndarray, np.ndarray] | None = None) -> list[Box]:
     """Face boxes in `gray`'s pixels, detected on the colour image when the detector is better on colour.
 
     On a Pi the colour `main` stream is larger than the gray `lores` one, so
     colour detections are scaled down to the gray image that crops are cut from.
+    With the lores stream's `chroma` planes, a detector that reads YUV takes its
+    colour from them (gray is their Y): the smallest stream that serves.
     """
+    if detector.prefers_color and chroma is not None and hasattr(detector, "detect_yuv"):
+        return [d.box for d in detector.detect_yuv(gray, *chroma)]
     if not detector.prefers_color or image.ndim != 3:
         return [d.box for d in detector.detect(gray)]
     sx, sy = image.shape[1] / gray.shape[1], image.shape[0] / gray.shape[0]
@@ -91,14 +111,21 @@ def detect_boxes(detector: FaceDetector, image: np.ndarray, gray: np.ndarray) ->
     return [Box(b.x / sx, b.y / sy, b.w / sx, b.h / sy) for b in boxes]
 
 
-def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """All faces of a frame through the model in one invoke."""
+def classify_boxes(classifier: EmotionClassifier, gray: np.ndarray, boxes: list[Box], view: str | None = None) -> np.ndarray:
+    """All faces of a frame through the model in one invoke; `view` as `EmotionClassifier.classify` takes it."""
     if not boxes:
         return np.zeros((0, len(classifier.labels)), np.float32)
     margin = classifier.contract.face_margin
     size = classifier.contract.input_size
     crops = np.stack([crop_face(gray, box.as_xywh(), size=size, margin=margin) for box in boxes])
-    return classifier.classify(crops)
+    return classifier.classify(crops, view)
+
+
+def missed_rounds(max_missed_frames: int, detect_every: int) -> int:
+    """`[tracker] max_missed` (frames a face may go undetected) as the detection rounds the tracker counts, rounded
+    up: a face that leaves ends its track as many frames later as when detecting every frame (at most N-1 more),
+    not N times later."""
+    return math.ceil(max_missed_frames / detect_every)
 
 
 class FacePipeline:
@@ -114,7 +141,7 @@ class FacePipeline:
         self.classifier = classifier
         self.config = config
         self.smoothing = smoothing
-        self.tracker = IouTracker(tracker)
+        self.tracker = IouTracker(replace(tracker, max_missed=missed_rounds(tracker.max_missed, config.detect_every)))
         self.timer = StageTimer()
         self._smoothers: dict[int, EmotionSmoother] = {}
         self._frames_seen = 0
@@ -136,13 +163,23 @@ class FacePipeline:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
         detect = self._frames_seen % self.config.detect_every == 0
         if not detect:
-            return self.tracker.predict(frame.timestamp), set(), (), False
+            # Coast only the faces the last detection found: one it missed has probably left, and classifying
+            # the wall where it was would keep reporting a face that is gone until its track ends.
+            coasting = self.tracker.predict(frame.timestamp)
+            return {t.track_id: coasting[t.track_id] for t in self.tracker.tracks if t.misses == 0}, set(), (), False
         started = time.perf_counter()
-        detections = detect_boxes(self.detector, frame.image, frame.gray)[: self.config.max_faces]
+        detections = detect_boxes(self.detector, frame.image, frame.gray, frame.chroma)[: self.config.max_faces]
         self.timer.record("detect", time.perf_counter() - started)
         update = self.tracker.update(detections, frame.timestamp)
         boxes = {t.track_id: t.box for t in update.detected}
         return boxes, {t.track_id for t in update.new}, tuple(t.track_id for t in update.ended), True
+
+    def _view(self) -> str | None:
+        """This frame's view of the faces: the contract's (None), or with mirrors = "alternate" and a
+        flip-averaging model, the face itself and its mirror on alternate frames."""
+        if self.config.mirrors != "alternate" or not self.classifier.contract.flip_average:
+            return None
+        return "mirror" if self._frames_seen % 2 == 0 else "original"
 
     def process(self, frame: Frame) -> FrameReading:
         boxes, new_ids, ended, detected = self._boxes(frame)
@@ -151,7 +188,7 @@ class FacePipeline:
             self._smoothers.pop(track_id, None)
         ids = sorted(boxes)
         started = time.perf_counter()
-        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids])
+        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids], self._view())
         self.timer.record("classify", time.perf_counter() - started)
         faces = []
         for track_id, p in zip(ids, probs):

@@ -143,3 +143,74 @@ def test_analyze_refuses_an_image_over_the_pixel_limit_by_its_header_naming_the_
     huge.write_bytes(png_bomb(30000, 30000))  # past Pillow's own ceiling too: still our error, our limit
     code, results = _analyze_json(capsys, huge, "--max-pixels", 1000)
     assert code == 1 and results[0]["error"]["code"] == "too_many_pixels" and "1,000" in results[0]["error"]["message"]
+
+
+def test_a_single_view_is_the_face_or_its_mirror_and_the_two_average_to_the_contracts_reading(classifier):
+    assert classifier.contract.flip_average  # the shipped model's contract, which these views split in two
+    faces = np.stack([cv2.resize(cv2.cvtColor(_astronaut_bgr(), cv2.COLOR_BGR2GRAY)[40:280, 140:320], (48, 48)),
+                      np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)])
+    original, mirror = classifier.classify(faces, "original"), classifier.classify(faces, "mirror")
+    np.testing.assert_array_equal(mirror, classifier.classify(faces[:, :, ::-1].copy(), "original"))
+    np.testing.assert_allclose((original + mirror) / 2, classifier.classify(faces), atol=1e-6)
+    with pytest.raises(ValueError, match="view must be None, 'original' or 'mirror'"):
+        classifier.classify(faces, "both")
+
+
+@pytest.mark.parametrize("mirrors", ["together", "alternate"])
+def test_mirrors_alternate_shows_the_face_then_its_mirror_and_together_shows_both(classifier, mirrors):
+    """Alternating halves the crops per frame; each frame's reading is then one view, taking turns."""
+    from emotion_edge.device.contract import crop_face
+
+    face = cv2.resize(_astronaut_bgr()[0:300, 100:400], (300, 300))
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(mirrors=mirrors))
+    readings = []
+    for i in range(4):  # a still face, detected on every frame
+        canvas = _canvas()
+        canvas[90:390, 160:460] = face
+        frame = _frame(canvas, i, i * 0.1)
+        reading = pipeline.process(frame)
+        [seen] = reading.faces
+        crop = crop_face(frame.gray, seen.box.as_xywh(), margin=classifier.contract.face_margin)[None]
+        views = [None, None] if mirrors == "together" else ["original", "mirror"]
+        np.testing.assert_array_equal(seen.probabilities, classifier.classify(crop, views[i % 2])[0])
+        readings.append(reading)
+    assert {f.track_id for r in readings for f in r.faces} == {1}
+
+
+def test_detecting_every_third_frame_reads_detection_frames_as_every_frame_does_and_coasts_only_found_faces(classifier):
+    face = _astronaut_bgr()[0:300, 100:400]
+    frames = []
+    for i in range(9):  # the face slides 6 px a frame at 10 fps, and is gone from frame 6 on
+        canvas = _canvas()
+        if i < 6:
+            canvas[90:390, 60 + 6 * i : 360 + 6 * i] = face
+        frames.append(_frame(canvas, i, i * 0.1))
+    every = [FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=n)) for n in (1, 3)]
+    by_1, by_3 = ([p.process(f) for f in frames] for p in every)
+    assert [r.detected for r in by_3] == [True, False, False] * 3
+    for a, b in zip(by_1[:6:3], by_3[:6:3]):  # where both detect, the same boxes and the same model outputs
+        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        np.testing.assert_array_equal(a.faces[0].probabilities, b.faces[0].probabilities)
+    assert all(len(r.faces) == 1 and r.faces[0].track_id == 1 for r in by_3[:6])  # coasting between detections
+    # Frame 6's detection misses the face: frames 7 and 8 classify nothing rather than the wall where it was.
+    assert [len(r.faces) for r in by_3[6:]] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("detect_every", [1, 2, 3])
+def test_a_face_that_leaves_ends_its_track_as_many_frames_later_at_any_cadence(classifier, detect_every):
+    """[tracker] max_missed counts frames; the pipeline hands the tracker the matching number of rounds."""
+    from emotion_edge.device.pipeline import missed_rounds
+
+    assert [missed_rounds(5, n) for n in (1, 2, 3)] == [5, 3, 2] and missed_rounds(1, 2) == 1
+    face = _astronaut_bgr()[0:300, 100:400]
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=detect_every),
+                            TrackerConfig(max_missed=5, max_age_s=60.0))
+    ended_at = None
+    for i in range(24):  # present for frames 0-5, gone from frame 6
+        canvas = _canvas()
+        if i < 6:
+            canvas[90:390, 160:460] = face
+        if pipeline.process(_frame(canvas, i, i * 0.1)).ended_tracks == (1,):
+            ended_at = i
+    # Every frame: the 6th miss (frame 11) ends it; every Nth frame: a detection from frame 11 on, within N frames.
+    assert ended_at is not None and 11 <= ended_at < 11 + detect_every

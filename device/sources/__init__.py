@@ -16,6 +16,7 @@ from emotion_edge.device.sources.frames import (
     PICAMERA_SPECS,
     STREAM_SCHEMES,
     VIDEO_SUFFIXES,
+    BufferPool,
     Frame,
     FrameSource,
     SourceBase,
@@ -35,7 +36,8 @@ from emotion_edge.device.sources.reopening import Backoff, ReopeningSource, Sour
 from emotion_edge.device.sources.spec import ACCEPTED_SPECS, SourceOptions, open_source
 
 __all__ = [
-    "ACCEPTED_SPECS", "IMAGE_SUFFIXES", "PICAMERA_SPECS", "STREAM_SCHEMES", "VIDEO_SUFFIXES", "Backoff", "CameraPreview",
+    "ACCEPTED_SPECS", "IMAGE_SUFFIXES", "PICAMERA_SPECS", "STREAM_SCHEMES", "VIDEO_SUFFIXES", "Backoff", "BufferPool",
+    "CameraPreview",
     "Frame", "FrameSource", "ImageSource", "OpenCVSource", "PiCameraConfig", "PiCameraSource", "ReopeningSource",
     "SourceBase", "SourceError", "SourceExhausted", "SourceOptions", "SourceStats", "bgr_frame", "list_images",
     "load_image", "lores_size_for", "open_source", "redact_uri",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
@@ -46,12 +47,19 @@ class Frame:
         boxes from gray to image coordinates with `gray_to_image_scale`.
     timestamp: time.monotonic() seconds when the frame was captured (or, for files, read).
     index: frame number from the source, counting from 0 at open().
+    waited_s: seconds read() spent waiting for this frame to be due or to arrive (a pacer's sleep, a camera's
+        frame interval), which the loop's stats keep apart from the capture's own work.
+    chroma: the U and V planes (half the gray image's width and height) where the source delivers YUV 4:2:0, as
+        the Pi camera's lores stream does: with ``gray`` as Y they are a small colour image of the same view,
+        which a colour detector reads instead of the larger ``image``.
     """
 
     image: np.ndarray
     gray: np.ndarray
     timestamp: float
     index: int
+    waited_s: float = 0.0
+    chroma: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         # Cheap checks that catch a misconfigured camera format here rather than deep in the detector.
@@ -59,6 +67,9 @@ class Frame:
             raise ValueError(f"Frame.image must be uint8 HxWx3, got {self.image.dtype} {self.image.shape}")
         if self.gray.dtype != np.uint8 or self.gray.ndim != 2:
             raise ValueError(f"Frame.gray must be uint8 HxW, got {self.gray.dtype} {self.gray.shape}")
+        half = (self.gray.shape[0] // 2, self.gray.shape[1] // 2)
+        if self.chroma is not None and any(p.dtype != np.uint8 or p.shape != half for p in self.chroma):
+            raise ValueError(f"Frame.chroma must be two uint8 {half} planes, got {[p.shape for p in self.chroma]}")
 
     @property
     def gray_to_image_scale(self) -> tuple[float, float]:
@@ -108,23 +119,63 @@ class SourceBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
-    def _emit(self, image: np.ndarray, timestamp: float) -> Frame:
-        """A BGR image as the next numbered frame."""
-        frame = bgr_frame(image, timestamp, self._index)
+    _gray_pool: BufferPool | None = None
+
+    def _emit(self, image: np.ndarray, timestamp: float, waited_s: float = 0.0) -> Frame:
+        """A BGR image as the next numbered frame, its gray image in a reused buffer."""
+        if self._gray_pool is None:
+            self._gray_pool = BufferPool()
+        frame = bgr_frame(image, timestamp, self._index, waited_s, self._gray_pool)
         self._index += 1
         return frame
 
 
-def bgr_frame(image: np.ndarray, timestamp: float, index: int) -> Frame:
-    """A Frame from an OpenCV image (gray, BGR or BGRA)."""
+class BufferPool:
+    """Frame-sized arrays handed out again once nothing else holds them, instead of a fresh one per frame.
+
+    Why: a 640x480 frame is far over malloc's mmap threshold, so each new one is mapped and each freed one
+    unmapped, and touching it again page-faults (issue 19 profiled about 245 faults a frame, 7% of the loop, in
+    freeing the previous frame alone). Why reference
+    counts: a frame lives on after the loop moved on (the live state, a preview encoding it, a view of it), and
+    an array is safe to overwrite only when the pool's own list holds the last reference to it (numpy views
+    hold their base, so they count too). When all `size` arrays are still held, a fresh unpooled one is made.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._arrays: list[np.ndarray] = []
+        self.allocated = 0  # arrays made, pooled or not: a steady loop stops adding to it
+
+    def take(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """A C-contiguous array of this shape and dtype that no one else references (its content is stale)."""
+        dtype = np.dtype(dtype)
+        if self._arrays and (self._arrays[0].shape != shape or self._arrays[0].dtype != dtype):
+            self._arrays = []  # the camera changed size: the old arrays go when their last holders let go
+        for array in self._arrays:
+            # 3 references when free: the list, this loop's variable and getrefcount's argument.
+            if sys.getrefcount(array) <= 3:
+                return array
+        array = np.empty(shape, dtype)
+        self.allocated += 1
+        if len(self._arrays) < self.size:
+            self._arrays.append(array)
+        return array
+
+
+def bgr_frame(image: np.ndarray, timestamp: float, index: int, waited_s: float = 0.0,
+              gray_pool: BufferPool | None = None) -> Frame:
+    """A Frame from an OpenCV image (gray, BGR or BGRA); the gray image goes into `gray_pool`'s buffers."""
     if image.ndim == 2:
         gray = image
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     else:
         if image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        gray = to_gray(image)
-    return Frame(image=image, gray=gray, timestamp=timestamp, index=index)
+        if gray_pool is not None and image.ndim == 3 and image.shape[2] == 3:
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=gray_pool.take(image.shape[:2]))
+        else:
+            gray = to_gray(image)
+    return Frame(image=image, gray=gray, timestamp=timestamp, index=index, waited_s=waited_s)
 
 
 class _Pacer:
@@ -137,6 +188,7 @@ class _Pacer:
         self._clock = clock
         self._sleep = sleep
         self._due: float | None = None
+        self.waited_s = 0.0  # seconds the last wait() slept
 
     def reset(self) -> None:
         self._due = None
@@ -147,14 +199,17 @@ class _Pacer:
 
     def wait(self, timeout: float) -> bool:
         """Sleep until the next frame is due; False if that is more than ``timeout`` away."""
+        self.waited_s = 0.0
         if not self._period or self._due is None:
             return True
         delay = self._due - self._clock()
         if delay > timeout:
             self._sleep(max(timeout, 0.0))
+            self.waited_s = max(timeout, 0.0)
             return False
         if delay > 0:
             self._sleep(delay)
+            self.waited_s = delay
         return True
 
     def mark(self) -> None:

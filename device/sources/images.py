@@ -120,7 +120,7 @@ class ImageSource(SourceBase):
             return None
         image = self._next_image()
         self._pacer.mark()
-        return self._emit(image, self._clock())
+        return self._emit(image, self._clock(), self._pacer.waited_s)
 
     def _next_image(self) -> np.ndarray:
         assert self._files is not None

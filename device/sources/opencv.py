@@ -14,6 +14,7 @@ import numpy as np
 
 from emotion_edge.device.sources.frames import (
     STREAM_SCHEMES,
+    BufferPool,
     Clock,
     Frame,
     Sleep,
@@ -67,6 +68,7 @@ class _LatestFrameReader:
         self._captured = 0  # frames read from the device; gaps between taken ones are frames dropped as stale
         self._error: SourceError | None = None
         self._stop = threading.Event()
+        self._pool = BufferPool()  # this thread's; frames are decoded into arrays no one holds any more
         self._thread = threading.Thread(target=self._run, name=f"frames:{name}", daemon=True)
 
     def start(self) -> None:
@@ -74,8 +76,10 @@ class _LatestFrameReader:
 
     def _run(self) -> None:
         try:
+            buffer = None
             while not self._stop.is_set():
-                ok, image = self._capture.read()
+                ok, image = self._capture.read(buffer)
+                buffer = None
                 if self._stop.is_set():
                     break
                 if not ok or image is None:
@@ -85,6 +89,8 @@ class _LatestFrameReader:
                     self._latest = (image, time.monotonic(), self._captured)
                     self._captured += 1
                     self._ready.notify_all()
+                buffer = self._pool.take(image.shape, image.dtype)
+                del image
         except Exception as exc:  # cv2.error and friends: report them to the reader instead of dying silently
             self._publish_error(SourceError(f"{self._name}: capture failed: {exc}"))
         finally:
@@ -95,13 +101,15 @@ class _LatestFrameReader:
             self._error = error
             self._ready.notify_all()
 
-    def take(self, timeout: float) -> tuple[np.ndarray, float, int] | None:
-        """The newest (image, timestamp, capture number), or None when none came within `timeout`."""
+    def take(self, timeout: float) -> tuple[np.ndarray, float, int, float] | None:
+        """The newest (image, timestamp, capture number, seconds waited for it), or None when none came within
+        `timeout`."""
+        started = time.perf_counter()
         with self._ready:
             self._ready.wait_for(lambda: self._latest is not None or self._error is not None, max(timeout, 0.0))
             latest, self._latest = self._latest, None
             if latest is not None:
-                return latest
+                return (*latest, time.perf_counter() - started)
             if self._error is not None:
                 raise self._error
             return None
@@ -185,6 +193,8 @@ class OpenCVSource(SourceBase):
         self._capture: cv2.VideoCapture | None = None
         self._reader: _LatestFrameReader | None = None
         self._index = 0
+        self._image_pool = BufferPool()
+        self._frame_format: tuple[tuple[int, ...], np.dtype] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -250,22 +260,24 @@ class OpenCVSource(SourceBase):
             latest = self._reader.take(timeout)
             if latest is None:
                 return None
-            image, timestamp, captured = latest
+            image, timestamp, captured, waited = latest
             # Index by capture number, so frames overwritten before anyone took them show as gaps (dropped).
             self._index = captured
-            return self._emit(image, timestamp)
+            return self._emit(image, timestamp, waited)
         if self._capture is None:
             raise SourceError(f"{self.name}: read() before open()")
         if not self._pacer.wait(timeout):
             return None
         image = self._read_file_frame()
         self._pacer.mark()
-        return self._emit(image, self._clock())
+        return self._emit(image, self._clock(), self._pacer.waited_s)
 
     def _read_file_frame(self) -> np.ndarray:
         assert self._capture is not None
-        ok, image = self._capture.read()
+        # Decoded into a pooled array once the first frame told the size: no frame-sized malloc per frame.
+        ok, image = self._capture.read(self._image_pool.take(*self._frame_format) if self._frame_format else None)
         if ok and image is not None:
+            self._frame_format = (image.shape, image.dtype)
             return image
         if not self.loop:
             raise SourceExhausted(f"{self.name}: end of video after {self._index} frame(s)")

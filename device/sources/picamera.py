@@ -12,6 +12,7 @@ import numpy as np
 
 from emotion_edge.device.sources.frames import (
     _WAIT_TIMEOUTS,
+    BufferPool,
     Frame,
     SourceBase,
     SourceError,
@@ -105,6 +106,7 @@ class PiCameraSource(SourceBase):
         self._camera: Any = None
         self._job: Any = None
         self._index = 0
+        self._gray_pool = BufferPool()
 
     def open(self) -> None:
         if self._camera is not None:
@@ -145,6 +147,7 @@ class PiCameraSource(SourceBase):
         camera = self._camera
         if camera is None:
             raise SourceError(f"{self.name}: read() before open()")
+        started = time.perf_counter()
         try:
             if self._job is None:
                 self._job = camera.capture_request(wait=False)
@@ -156,6 +159,7 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: capture failed: {str(exc) or type(exc).__name__}") from exc
         self._job = None
         timestamp = time.monotonic()
+        waited = time.perf_counter() - started  # the camera's frame interval: the ISP works, not this CPU
         try:
             main = request.make_array("main")
             lores = request.make_array("lores")
@@ -163,7 +167,8 @@ class PiCameraSource(SourceBase):
             raise SourceError(f"{self.name}: cannot read camera buffers: {exc}") from exc
         finally:
             request.release()  # the camera has only a few buffers; a leaked one stalls it
-        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index)
+        frame = Frame(image=main, gray=self._y_plane(lores), timestamp=timestamp, index=self._index, waited_s=waited,
+                      chroma=self._chroma_planes(lores))
         self._index += 1
         return frame
 
@@ -172,7 +177,22 @@ class PiCameraSource(SourceBase):
         width, height = self.config.lores_size
         if lores.ndim != 2 or lores.shape[0] < height or lores.shape[1] < width:
             raise SourceError(f"{self.name}: lores buffer {lores.shape} is not YUV420 for {width}x{height}")
-        return np.ascontiguousarray(lores[:height, :width])
+        gray = self._gray_pool.take((height, width))
+        np.copyto(gray, lores[:height, :width])
+        return gray
+
+    def _chroma_planes(self, lores: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The U and V planes of the lores buffer, as views (no copy): after the Y rows, each at half the width
+        and height and half the stride. None when the buffer is too short to hold them."""
+        width, height = self.config.lores_size
+        stride = lores.shape[1]
+        flat = lores.reshape(-1)
+        offset, size = height * stride, (height // 2) * (stride // 2)
+        if flat.size < offset + 2 * size:
+            return None
+        u, v = (flat[start : start + size].reshape(height // 2, stride // 2)[:, : width // 2]
+                for start in (offset, offset + size))
+        return u, v
 
     def close(self) -> None:
         camera, self._camera = self._camera, None
