@@ -41,14 +41,15 @@ import math
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
 from emotion_edge.device.daemon.control import DetectionSwitch
-from emotion_edge.device.daemon.host import cpu_temperature_c
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.daemon.sensing import SensingState
+from emotion_edge.device.host import THERMAL_ROOT, cpu_temperature_c
 from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import (
@@ -79,7 +80,7 @@ class MqttPublisher:
     def __init__(self, config: MqttConfig, device_id: str, labels: tuple[str, ...], model_sha256: Callable[[], str],
                  stats_source: Callable[[], dict[str, Any]] | None = None, live: LiveState | None = None,
                  switch: DetectionSwitch | None = None, retained_store: StateFile | None = None,
-                 configuration_url: str | None = None):
+                 configuration_url: str | None = None, thermal_root: Path = THERMAL_ROOT):
         self.config = config
         self.device_id = device_id
         self.labels = labels
@@ -102,6 +103,7 @@ class MqttPublisher:
         self.switch = switch
         self._retained_store = retained_store if retained_store is not None else StateFile(None)
         self._configuration_url = configuration_url
+        self._thermal_root = thermal_root  # where the stats' cpu_temp_c is read (doctor reads the same)
         self._client: ProbingClient | None = None
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
@@ -413,7 +415,7 @@ class MqttPublisher:
             return
         sha = self.model_sha256()
         payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()), **stats,
-                   "model_sha256": sha, "model_version": sha[:12], "cpu_temp_c": cpu_temperature_c()}
+                   "model_sha256": sha, "model_version": sha[:12], "cpu_temp_c": cpu_temperature_c(self._thermal_root)}
         self._client.publish(self.topics.stats, json.dumps(payload, default=str), qos=0, retain=False)
 
     def _flush(self, deadline: float) -> None:
