@@ -428,3 +428,41 @@ def test_the_next_start_ends_the_tracks_a_killed_run_left_open_before_any_new_ev
         validator("event").validate(payload)
     second.close()
     assert _delivery(path).unspooled[0].track.id == payloads[5]["id"]  # ended once only: the next start ends the newest
+
+
+@pytest.mark.parametrize("loss", ["corrupt", "deleted"])
+def test_tracks_open_in_a_lost_spool_still_end_at_the_next_start_from_the_mark(tmp_path, caplog, loss):
+    """The mark beside the spool carries the open tracks (rewritten when one opens or ends, not per event)."""
+    path = tmp_path / "spool.db"
+    events = builder(min_interval_s=0.0)
+    first = _delivery(path)
+    first.add(events.observe(reading(0, 1.0, (face(1, "happy", is_new=True), face(2, "sad", is_new=True)))), MODEL_SHA)
+    first.spool_pending()
+    first.add(events.observe(reading(1, 1.5, (face(1, "angry"),), ended=(2,))), MODEL_SHA)  # 2 ends: mark rewritten
+    first.spool_pending()
+    first.add(events.observe(reading(2, 2.0, (face(1, "fear"),))), MODEL_SHA)  # an update only: the mark stays
+    first.spool_pending()
+    sent = [json.loads(p) for _, p in first.spool.peek(0, 100)]
+    assert [(p["type"], p["track_id"]) for p in sent] == [("new", 1), ("new", 2), ("end", 2), ("update", 1),
+                                                           ("update", 1)]
+    first.spool._db.close()  # killed with track 1 open
+    if loss == "corrupt":
+        path.write_bytes(b"\x00garbage, not a database" * 500)
+    else:
+        for leftover in tmp_path.glob("spool.db*"):
+            if leftover.name != "spool.db.seq":
+                leftover.unlink()
+    second = _delivery(path)
+    assert [p.track.id for p in second.unspooled] == [sent[0]["id"]]
+    assert "track(s) it held open are taken from the mark" in caplog.text
+    second.add(builder().observe(reading(0, 5.0, (face(1, "fear", is_new=True),))), MODEL_SHA)
+    second.spool_pending()
+    payloads = [json.loads(p) for _, p in second.spool.peek(0, 100)]
+    assert [(p["type"], p["reason"]) for p in payloads] == [("end", "crashed"), ("new", "appeared")]
+    crashed = payloads[0]
+    assert crashed["id"] == sent[0]["id"] and crashed["seq"] > sent[-1]["seq"]
+    # Its state when the mark was last written (track 2 ending), not the later update's.
+    assert crashed["before"] == sent[3]["after"] != sent[4]["after"]
+    validator("event").validate(crashed)
+    second.close()
+    assert [p.track.id for p in _delivery(path).unspooled] == [payloads[1]["id"]]  # ended once only

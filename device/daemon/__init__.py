@@ -1,5 +1,5 @@
 """The running device: the camera loop, its live state, whether it is sensing (sensing.py), the detection switch
-(control.py), systemd notifications and the status file, host facts for stats (host.py), and `app`, the one
+(control.py), systemd notifications and the status file, and `app`, the one
 composition root that builds, starts and stops every part.
 """
 
@@ -8,7 +8,6 @@ from emotion_edge.device import lazy_exports
 _EXPORTS = {
     "LiveState": "live",
     "Snapshot": "live",
-    "cpu_temperature_c": "host",
     "DetectionSwitch": "control",
     "SensingMonitor": "sensing",
     "sensing_state": "sensing",

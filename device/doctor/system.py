@@ -23,6 +23,7 @@ from emotion_edge.device.doctor.base import (
     ok,
     warn,
 )
+from emotion_edge.device.host import cpu_temperature_c
 
 # --- the system ----------------------------------------------------------------------------------------------
 
@@ -99,20 +100,9 @@ def check_clock(host: HostPaths, now: float | None = None) -> CheckResult:
     return ok(name, stamp + (", NTP synchronized" if synced == "yes" else ""))
 
 
-def _cpu_temperature(host: HostPaths) -> float | None:
-    zones = sorted(host.thermal.glob("thermal_zone*"))
-    preferred = [z for z in zones if (z / "type").exists() and "cpu" in (z / "type").read_text().lower()]
-    for zone in preferred or zones:
-        try:
-            return int((zone / "temp").read_text().strip()) / 1000.0
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 def check_temperature(host: HostPaths) -> CheckResult:
     name = "cpu temp"
-    celsius = _cpu_temperature(host)
+    celsius = cpu_temperature_c(host.thermal)  # the reader the daemon's stats use
     if celsius is None:
         return ok(name, f"not reported here (no {host.thermal}/thermal_zone*/temp)")
     if celsius >= TEMP_FAIL_C:

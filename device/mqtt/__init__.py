@@ -1,6 +1,6 @@
-"""MQTT: broker config and connection, event building, the on-disk spool, delivery (spool, in-flight window, acks;
-no paho), the publisher (the paho side), Home Assistant discovery, the record of retained topics and `forget`,
-and the listener.
+"""MQTT: broker config and connection, event building, the on-disk spool and its sequence mark, delivery (spool,
+in-flight window, acks; no paho), the publisher (the paho side), the room state, sensing and stats messages
+(status), Home Assistant discovery, the record of retained topics and `forget`, and the listener.
 """
 
 from emotion_edge.device import lazy_exports
@@ -29,6 +29,9 @@ _EXPORTS = {
     "discovery_messages": "ha_discovery",
     "forget_device": "forget",
     "RetainedRecord": "retained",
+    "RoomPublication": "status",
+    "state_payload": "status",
+    "stats_payload": "status",
     "retire_stale": "retained",
     "node_id": "ha_discovery",
     "status_topic": "ha_discovery",
@@ -38,7 +41,8 @@ _EXPORTS = {
     "Delivery": "delivery",
     "MqttPublisher": "publisher",
     "PublisherCounters": "inbox",
-    "SeqMark": "spool",
+    "OpenTrack": "mark",
+    "SeqMark": "mark",
     "Spool": "spool",
     "SpoolError": "spool",
     "SpoolStats": "spool",

@@ -4,7 +4,8 @@ worker thread drives it, and hands it a `send` function that gives one payload t
 What it owns: the events waiting in memory while the spool cannot be written (bounded, the oldest dropped and
 counted), the spool itself, the in-flight window (client message id -> event seq), the acknowledgements the
 spool could not delete yet, the pause after a reconnect while the client re-sends what was in flight, and the
-`end` of every track a killed run left open: read from the spool when it opens and queued before any new event.
+`end` of every track a killed run left open: read from the spool when it opens (a spool that replaced a lost one
+has them from the mark file: mqtt/spool.py) and queued before any new event.
 Single-threaded: every method runs on the publisher's worker thread (`close` once that thread has ended).
 """
 

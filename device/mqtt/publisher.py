@@ -14,7 +14,8 @@ Threads, and why:
   order, and deletes each one when its PUBACK arrives (`on_publish` with its mid).
 
 This module is the paho side: the client, its callbacks, availability, discovery,
-the room state, sensing and stats messages, and the detection switch's command topic.
+and the detection switch's command topic; it sends the room state, sensing and stats
+messages that status.py builds and schedules.
 
 True at every moment: the retained `state` is published (empty, `sensing: starting`)
 as soon as the device connects, before any frame; when the device stops seeing (the
@@ -37,18 +38,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
 from emotion_edge.device.daemon.control import DetectionSwitch
-from emotion_edge.device.daemon.host import cpu_temperature_c
 from emotion_edge.device.daemon.live import LiveState
 from emotion_edge.device.daemon.sensing import SensingState
+from emotion_edge.device.host import THERMAL_ROOT, cpu_temperature_c
 from emotion_edge.device.mqtt import inbox
 from emotion_edge.device.mqtt.config import MqttConfig, Topics, client_id_for
 from emotion_edge.device.mqtt.connection import (
@@ -59,10 +60,11 @@ from emotion_edge.device.mqtt.connection import (
     make_client,
 )
 from emotion_edge.device.mqtt.delivery import Delivery
-from emotion_edge.device.mqtt.events import PAYLOAD_VERSION, EventBuilder, iso_utc
+from emotion_edge.device.mqtt.events import EventBuilder
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, status_topic
 from emotion_edge.device.mqtt.inbox import PublisherCounters
 from emotion_edge.device.mqtt.retained import RetainedRecord, retire_stale
+from emotion_edge.device.mqtt.status import RoomPublication, publish_stopped, stats_payload
 from emotion_edge.device.pipeline import FrameReading
 from emotion_edge.device.room import RoomState, room_state
 from emotion_edge.device.statefile import StateFile
@@ -79,7 +81,7 @@ class MqttPublisher:
     def __init__(self, config: MqttConfig, device_id: str, labels: tuple[str, ...], model_sha256: Callable[[], str],
                  stats_source: Callable[[], dict[str, Any]] | None = None, live: LiveState | None = None,
                  switch: DetectionSwitch | None = None, retained_store: StateFile | None = None,
-                 configuration_url: str | None = None):
+                 configuration_url: str | None = None, thermal_root: Path = THERMAL_ROOT):
         self.config = config
         self.device_id = device_id
         self.labels = labels
@@ -102,19 +104,14 @@ class MqttPublisher:
         self.switch = switch
         self._retained_store = retained_store if retained_store is not None else StateFile(None)
         self._configuration_url = configuration_url
+        self._thermal_root = thermal_root  # where the stats' cpu_temp_c is read (doctor reads the same)
         self._client: ProbingClient | None = None
         self._thread: threading.Thread | None = None
         # Owned by the worker thread only:
         self.delivery = Delivery(config.spool_path, config.spool_max_bytes, config.max_inflight, device_id, labels,
                                  self.counters, log, live)
         self._worker_fault = inbox.Fault("the publisher's worker", log)
-        # The room before any frame is an empty one: published at once on connect, so a retained room of an
-        # earlier run never stands for this one.
-        self._room: RoomState = room_state(None, labels)
-        self._room_dirty = True
-        self._sensing: SensingState = "starting"
-        self._sensing_dirty = True
-        self._room_published_at = -math.inf
+        self._published = RoomPublication(self.topics, device_id, labels, config.state_min_interval_s)
 
     # --- life cycle (the daemon's main thread) ---
 
@@ -156,10 +153,7 @@ class MqttPublisher:
         worker_done = self._thread is None or not self._thread.is_alive()  # else a hung disk holds the spool
         client = self._client
         if self._connected.is_set():
-            # The room is empty and nobody senses it before the device says `stopped`: a retained state of the
-            # last faces would otherwise stand for a device that is off.
-            self._publish_state(client, room_state(None, self.labels), "stopped")
-            client.publish(self.topics.sensing, "stopped", qos=1, retain=True)
+            publish_stopped(client, self.topics, self.device_id, self.labels)  # the room empty, before `stopped`
             info = client.publish(self.topics.availability, "stopped", qos=1, retain=True)
             try:
                 info.wait_for_publish(STOPPED_ACK_TIMEOUT_S)
@@ -323,9 +317,7 @@ class MqttPublisher:
         stopping = False
         while not stopping:
             now = time.monotonic()
-            wait = min(POLL_S, max(next_stats - now, 0.0))
-            if self._room_dirty:
-                wait = min(wait, max(self._room_published_at + self.config.state_min_interval_s - now, 0.0))
+            wait = min(POLL_S, max(next_stats - now, 0.0), self._published.due_in(now))
             stopping = self._guarded_handle(self._drain(wait))
             if time.monotonic() >= next_stats:
                 next_stats = time.monotonic() + self.config.stats_interval_s
@@ -364,22 +356,19 @@ class MqttPublisher:
             elif isinstance(item, inbox.Acked):
                 acked.append(item.mid)
             elif isinstance(item, inbox.RoomItem):
-                self._room, self._room_dirty = item.room, True
+                self._published.room_changed(item.room)
             elif isinstance(item, inbox.SensingItem):
-                self._sensing, self._sensing_dirty, self._room_dirty = item.state, True, True
+                self._published.sensing_changed(item.state)
             elif item is inbox.CONNECTED:
                 self.delivery.reconnected()
-                self._room_dirty = self._sensing_dirty = True
+                self._published.reconnected()
             elif item is inbox.STOP:
                 stop = True
         self.delivery.spool_pending()
         self.delivery.apply_acks(acked)
         if self._connected.is_set() and self._client is not None:
             self.delivery.pump(self._send_event)  # first: a face's `end` reaches subscribers before `sensing` off
-            if self._sensing_dirty:
-                self._client.publish(self.topics.sensing, self._sensing, qos=1, retain=True)
-                self._sensing_dirty = False
-            self._publish_room()
+            self._published.publish_due(self._client)
         return stop
 
     def _send_event(self, seq: int, payload: bytes) -> int | None:
@@ -391,18 +380,6 @@ class MqttPublisher:
             return None
         return info.mid
 
-    def _publish_room(self) -> None:
-        now = time.monotonic()
-        if not self._room_dirty or now - self._room_published_at < self.config.state_min_interval_s:
-            return
-        self._publish_state(self._client, self._room, self._sensing)
-        self._room_dirty, self._room_published_at = False, now
-
-    def _publish_state(self, client: mqtt.Client, room: RoomState, sensing: SensingState) -> mqtt.MQTTMessageInfo:
-        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()),
-                   **room.to_dict(), "sensing": sensing}
-        return client.publish(self.topics.state, json.dumps(payload), qos=1, retain=True)
-
     def _publish_stats(self) -> None:
         if not self._connected.is_set() or self._client is None:
             return  # stats are a snapshot, not history: nothing to catch up on later
@@ -411,10 +388,8 @@ class MqttPublisher:
         except Exception as exc:  # noqa: BLE001 - a broken provider must not stop event delivery
             log.warning("mqtt: stats unavailable (%s)", exc)
             return
-        sha = self.model_sha256()
-        payload = {"version": PAYLOAD_VERSION, "device_id": self.device_id, "time": iso_utc(time.time()), **stats,
-                   "model_sha256": sha, "model_version": sha[:12], "cpu_temp_c": cpu_temperature_c()}
-        self._client.publish(self.topics.stats, json.dumps(payload, default=str), qos=0, retain=False)
+        payload = stats_payload(self.device_id, stats, self.model_sha256(), cpu_temperature_c(self._thermal_root))
+        self._client.publish(self.topics.stats, payload, qos=0, retain=False)
 
     def _flush(self, deadline: float) -> None:
         """Spool what is left and deliver what the broker acknowledges before `deadline`."""

@@ -23,8 +23,9 @@ stored in the spool, so they keep increasing across restarts and never repeat
 even after the spool empties. They never go back either when the spool itself
 is lost (found corrupt and moved aside, or deleted): a small mark file beside it
 (`<spool>.seq`, JSON, written atomically and synced) holds a number above every
-`seq` ever issued. It is written once per start and once per SEQ_BLOCK events,
-not per event: the spool's own counter is exact, the mark only bounds it. A
+`seq` ever issued (mqtt/mark.py). It is written once per start and once per
+SEQ_BLOCK events (and when a track opens or ends, below), not for every event: the
+spool's own counter is exact, the mark only bounds it. A
 spool that is not the one the mark was written with (fresh, or replaced after
 corruption) continues above the mark, a gap of at most SEQ_BLOCK plus the events
 lost with the old file. The mark (and the spool) also hold the `stream`, a random
@@ -39,7 +40,13 @@ A gap a subscriber sees means events were dropped by the size bound (counted in
 The spool also keeps each open track's last event (table `open_tracks`), in
 the same transaction as the events themselves, so after a SIGKILL or power cut
 it says exactly which tracks the subscribers saw open and never saw end: the
-next start ends them (mqtt/delivery.py) before any new event.
+next start ends them (mqtt/delivery.py) before any new event. The mark file
+carries them too (each open track's latest event when the mark was written),
+rewritten whenever a track opens or ends, not per event: a spool that is lost
+(corrupt, deleted) takes its `open_tracks` with it, and the new one starts with
+the mark's instead, so those tracks still get their `end`. A track updated
+since the mark was written ends from an older state (its `before`), never not
+at all.
 
 Bounded by `max_bytes` of payload: when an append would exceed it, the oldest
 events are dropped first (an outage long enough to fill it makes the oldest
@@ -54,17 +61,15 @@ to the caller, which keeps the events and retries (mqtt/delivery.py).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from emotion_edge.device.atomic import write_atomic
 from emotion_edge.device.errors import EmotionEdgeError
+from emotion_edge.device.mqtt.mark import OpenTrack, SeqMark, new_stream
 
 log = logging.getLogger(__name__)
 
@@ -94,38 +99,6 @@ class TrackMark:
 
 
 @dataclass(frozen=True)
-class SeqMark:
-    """The mark file's content: the numbering's stream and a `seq` above every one issued in it."""
-
-    stream: str
-    above: int
-
-    @staticmethod
-    def path_for(spool: Path) -> Path:
-        return spool.with_name(spool.name + ".seq")
-
-    @classmethod
-    def read(cls, path: Path) -> SeqMark | None:
-        """The mark, or None when there is none (first start, wiped) or it is unreadable (logged)."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(str(data["stream"]), int(data["above"]))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("spool: the sequence mark %s is unreadable (%s); numbering goes on from the spool", path, exc,
-                      extra={"mark": str(path)})
-            return None
-
-    def write(self, path: Path) -> None:
-        write_atomic(path, json.dumps({"stream": self.stream, "above": self.above}) + "\n", durable=True)
-
-
-def new_stream() -> str:
-    return secrets.token_hex(6)
-
-
-@dataclass(frozen=True)
 class SpoolStats:
     depth: int  # events waiting for an acknowledgement
     bytes: int  # their payload bytes
@@ -149,7 +122,29 @@ class Spool:
         self.stream = mark.stream if mark is not None else lineage[0] if lineage is not None else new_stream()
         self._mark = SeqMark(self.stream, 0)  # nothing reserved yet
         self._mark_failing = False
+        if mark is not None and (lineage[0] if lineage is not None else None) != mark.stream:
+            self._adopt_open_tracks(mark.open)  # before the first reserve, which writes the open tracks again
+        self._open = {track_id: OpenTrack(track_id, seq, bytes(payload).decode()) for track_id, seq, payload
+                      in self._db.execute("SELECT id, seq, payload FROM open_tracks ORDER BY seq")}
         self._continue_numbering(mark, lineage[0] if lineage is not None else None)
+
+    def _adopt_open_tracks(self, tracks: tuple[OpenTrack, ...]) -> None:
+        """A spool that is not the one the mark was written with (the old one corrupt or deleted) starts with the
+        tracks the mark says were open, so the next start still ends them."""
+        if not tracks:
+            return
+        try:
+            with _transaction(self._db):
+                self._db.executemany("INSERT OR IGNORE INTO open_tracks (id, seq, payload) VALUES (?, ?, ?)",
+                                     [(t.id, t.seq, t.event.encode()) for t in tracks])
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            log.error("spool: disk full, cannot take over the %d open track(s) of the lost spool", len(tracks))
+            return
+        log.warning("spool: %s is not the spool the mark was written with; %d track(s) it held open are taken "
+                    "from the mark, to be ended", self.path, len(tracks),
+                    extra={"spool": str(self.path), "tracks": [t.id for t in tracks]})
 
     def _continue_numbering(self, mark: SeqMark | None, lineage: str | None) -> None:
         """Take the numbering on from the mark where this spool is not the one it was written with; reserve."""
@@ -177,7 +172,7 @@ class Spool:
         does not give back) is logged once and retried at the next append; events are still stored meanwhile,
         since the spool's own counter is exact: only a spool lost before the mark is written again could then
         reuse numbers above the old mark."""
-        mark = SeqMark(self.stream, above)
+        mark = SeqMark(self.stream, above, tuple(self._open.values()))
         try:
             mark.write(self.mark_path)
         except OSError as exc:
@@ -267,7 +262,22 @@ class Spool:
         self._depth += len(rows) - dropped
         self._bytes += added - freed
         self._dropped += dropped
+        if self._note_open_tracks(rows, marks):  # a track opened or ended: the mark says so (after the commit)
+            self._reserve(max(self._mark.above, self._next_seq + SEQ_BLOCK))
         return rows
+
+    def _note_open_tracks(self, rows: Sequence[tuple[int, bytes]], marks: Sequence[TrackMark | None]) -> bool:
+        """Follow the committed `open_tracks` in memory; True when the set of open tracks changed."""
+        changed = False
+        for (seq, payload), mark in zip(rows, marks):
+            if mark is None:
+                continue
+            if mark.ends:
+                changed |= self._open.pop(mark.id, None) is not None
+            else:
+                changed |= mark.id not in self._open
+                self._open[mark.id] = OpenTrack(mark.id, seq, payload.decode())
+        return changed
 
     def _trim(self, total: int) -> tuple[int, int]:
         """Inside the caller's transaction: drop the oldest events until `total` fits; (events, bytes) dropped."""
