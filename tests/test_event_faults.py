@@ -17,17 +17,15 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from helpers.mosquitto import Mosquitto
-from helpers.mqtt_support import validator, write_face_video
+from helpers.mqtt_support import spawn_run, validator, write_face_video, write_run_config
 from helpers.peers import free_port, require_binary, require_module, wait_until
 from test_mqtt_broker import DEVICE, TOPICS, listen
 
-from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.listen import subscriptions
 from emotion_edge.device.mqtt.spool import SEQ_BLOCK
 
@@ -89,36 +87,6 @@ class FrigateStyleConsumer:
             self.errors.append(f"seq {seq}: unknown type {kind!r}")
 
 
-def _config(path: Path, port: int, spool: Path, video: Path) -> Path:
-    path.write_text(f"""device_id = "{DEVICE}"
-[camera]
-source = "{video}"
-loop = true
-fps = 30.0
-[model]
-path = "{packaged_model_path()}"
-threads = 1
-[tracker]
-max_missed = 1
-[mqtt]
-enabled = true
-host = "127.0.0.1"
-port = {port}
-spool_path = "{spool}"
-update_min_interval_s = 0.0
-update_refresh_s = 0.2
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-[mqtt.homeassistant]
-enabled = false
-""")
-    return path
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen:
-    with log.open("wb") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _spool(path: Path, query: str) -> int:
@@ -157,7 +125,7 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
     mosquitto = require_binary("mosquitto", "mosquitto")
     video = write_face_video(tmp_path / "faces.avi")
     port, spool = free_port(), tmp_path / "state" / "spool.db"
-    config = _config(tmp_path / "config.toml", port, spool, video)
+    config = write_run_config(tmp_path / "config.toml", DEVICE, port, spool, video, refresh_s=0.2, discovery=False)
     with Mosquitto(mosquitto, tmp_path / "broker", port, persistence=True) as broker:
         inbox = listen(port, subscriptions(TOPICS.prefix), client_id="frigate-like", persistent=True)
 
@@ -167,7 +135,7 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
             return sum(1 for e in distinct if kind in ("", e["type"]) and reason in ("", e["reason"]))
 
         # 1. A run with a broker restart in the middle, then SIGKILL with a track open.
-        first = _spawn(config, tmp_path / "first.log")
+        first = spawn_run(config, tmp_path / "first.log")
         try:
             inbox.wait(lambda i: count("end") >= 2, "the first run's events", timeout=TIMEOUT)
             broker.stop()
@@ -178,7 +146,7 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
         finally:
             _kill_with_a_track_open(first, spool)
         # 2. The next run ends the killed run's tracks first; then SIGKILL while the broker is away.
-        second = _spawn(config, tmp_path / "second.log")
+        second = spawn_run(config, tmp_path / "second.log")
         try:
             inbox.wait(lambda i: count("end", "crashed") >= 1 and count() > seen + 10,
                        "the killed run's tracks ended and new events", timeout=TIMEOUT)
@@ -189,7 +157,7 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
         broker.start()
         # 3. Killed again as soon as it has spooled the `end`s of the second run's open tracks (while it starts).
         left_open = _open_ids(spool)
-        third = _spawn(config, tmp_path / "third.log")
+        third = spawn_run(config, tmp_path / "third.log")
         try:
             wait_until(lambda: not _open_ids(spool) & left_open, "the third run to end the second's tracks",
                        timeout=TIMEOUT)
@@ -239,7 +207,7 @@ def test_a_frigate_style_consumer_sees_every_track_end_over_broker_restarts_and_
 def _run_and_stop(config: Path, log: Path, inbox, spool: Path, until) -> int:
     """Run the daemon until `until()`, stop it with SIGTERM (systemctl stop), wait until the consumer has every
     event it issued; the last seq."""
-    process = _spawn(config, log)
+    process = spawn_run(config, log)
     try:
         inbox.wait(lambda i: until(), f"the events of {log.stem}", timeout=TIMEOUT)
     finally:

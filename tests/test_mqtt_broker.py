@@ -22,7 +22,16 @@ from typing import Callable
 import paho.mqtt.publish as paho_publish
 import pytest
 from helpers.mosquitto import Mosquitto, make_test_pki
-from helpers.mqtt_support import LABELS, MODEL_SHA, face, reading, validator, write_face_video
+from helpers.mqtt_support import (
+    LABELS,
+    MODEL_SHA,
+    face,
+    reading,
+    spawn_run,
+    validator,
+    write_face_video,
+    write_run_config,
+)
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
@@ -428,36 +437,6 @@ def test_delivery_resumes_within_a_second_or_so_of_a_broker_back_from_a_long_out
     assert probes <= down_s / 0.5 + 2, f"{probes} TCP probes in a {down_s:.1f} s outage"
 
 
-def _write_config(path: Path, port: int, spool: Path, video: Path) -> Path:
-    path.write_text(f"""device_id = "{DEVICE}"
-[camera]
-source = "{video}"
-loop = true
-fps = 30.0
-[model]
-path = "{packaged_model_path()}"
-threads = 1
-[tracker]
-max_missed = 1
-[mqtt]
-enabled = true
-host = "127.0.0.1"
-port = {port}
-spool_path = "{spool}"
-update_min_interval_s = 0.0
-update_refresh_s = 0.1
-reconnect_min_s = 0.1
-reconnect_max_s = 0.5
-[service]
-state_dir = "{spool.parent}"
-""")
-    return path
-
-
-def _spawn(config: Path, log: Path) -> subprocess.Popen:
-    with log.open("wb") as stderr:  # the child has its own copy of the descriptor; ours closes here
-        return subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _spool_depth(path: Path) -> int:
@@ -473,9 +452,9 @@ def _spool_depth(path: Path) -> int:
 def test_a_killed_daemon_delivers_its_spool_after_restart_its_will_says_offline_and_sigterm_says_stopped(
         mosquitto_binary, face_video, tmp_path):
     port, spool = free_port(), tmp_path / "spool.db"
-    config = _write_config(tmp_path / "config.toml", port, spool, face_video)
+    config = write_run_config(tmp_path / "config.toml", DEVICE, port, spool, face_video, refresh_s=0.1)
     # 1. No broker: events can only go to the spool. Kill the daemon without warning.
-    first = _spawn(config, tmp_path / "first.log")
+    first = spawn_run(config, tmp_path / "first.log")
     try:
         wait_until(lambda: _spool_depth(spool) >= 5, "events spooled with no broker", timeout=60)
     finally:
@@ -485,7 +464,7 @@ def test_a_killed_daemon_delivers_its_spool_after_restart_its_will_says_offline_
     # 2. The broker is back; a new daemon delivers the old events first, then its own.
     with Mosquitto(mosquitto_binary, tmp_path / "broker", port) as broker:
         inbox = listen(broker.port)
-        second = _spawn(config, tmp_path / "second.log")
+        second = spawn_run(config, tmp_path / "second.log")
         try:
             inbox.wait(lambda i: "online" in i.payloads("availability")
                        and any(e["seq"] > undelivered + 2 for e in i.events()), "spooled and new events", timeout=60)
@@ -498,7 +477,7 @@ def test_a_killed_daemon_delivers_its_spool_after_restart_its_will_says_offline_
         # 4. `emotion-edge run` stopped by SIGTERM (systemctl stop): open tracks end, the spool drains, `stopped`.
         seen = len(inbox.events())
         before_third = max(e["seq"] for e in inbox.events())
-        third = _spawn(config, tmp_path / "third.log")
+        third = spawn_run(config, tmp_path / "third.log")
         try:
             inbox.wait(lambda i: i.payloads("availability")[-1:] == ["online"] and len(i.events()) > seen + 2,
                        "the third daemon's events", timeout=60)

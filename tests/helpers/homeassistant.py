@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from helpers.peers import require_python
+from helpers.peers import require_python, terminate
 
 HOMEASSISTANT_DIR = Path(__file__).resolve().parent.parent / "home_assistant"
 REQUIREMENTS = HOMEASSISTANT_DIR / "requirements.txt"
@@ -261,13 +260,7 @@ class HomeAssistant:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, STOP_TIMEOUT_S)
         self.process = None
 
     def __enter__(self) -> HomeAssistant:

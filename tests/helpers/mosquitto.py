@@ -13,13 +13,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.peers import accepts
+from helpers.peers import accepts, terminate
 
 START_TIMEOUT_S = 10.0
 
@@ -155,13 +154,7 @@ class Mosquitto:
         """A clean stop (SIGTERM): with persistence on, sessions and queued messages are saved."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 5)
         if self.process.stderr:
             self.process.stderr.close()
         self.process = None

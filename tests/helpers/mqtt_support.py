@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,43 @@ def write_face_video(path: Path, cycles: int = 3, face_frames: int = 8, empty_fr
             writer.write(np.full((240, 320, 3), 90, np.uint8))
     writer.release()
     return path
+
+
+def write_run_config(path: Path, device_id: str, port: int, spool: Path, video: Path, *, refresh_s: float,
+                     discovery: bool = True) -> Path:
+    """A config file for `emotion-edge run` on a looping face video with MQTT to the test broker, quick to
+    reconnect, its state (the detection switch, the retained-topic record) beside the spool."""
+    from emotion_edge.device.model.metadata import packaged_model_path
+
+    path.write_text(f"""device_id = "{device_id}"
+[camera]
+source = "{video}"
+loop = true
+fps = 30.0
+[model]
+path = "{packaged_model_path()}"
+threads = 1
+[tracker]
+max_missed = 1
+[mqtt]
+enabled = true
+host = "127.0.0.1"
+port = {port}
+spool_path = "{spool}"
+update_min_interval_s = 0.0
+update_refresh_s = {refresh_s}
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+[mqtt.homeassistant]
+enabled = {"true" if discovery else "false"}
+[service]
+state_dir = "{spool.parent}"
+""")
+    return path
+
+
+def spawn_run(config: Path, log: Path) -> subprocess.Popen:
+    """`emotion-edge run --config` as its own process (to be SIGKILLed), stderr to `log`."""
+    with log.open("wb") as stderr:  # the child has its own copy of the descriptor; ours closes here
+        return subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=stderr)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 from types import ModuleType
@@ -94,3 +96,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def terminate(process: subprocess.Popen, timeout: float) -> None:
+    """Stop a peer cleanly (SIGTERM: it saves its state and closes its sockets), killed only if it will not."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
