@@ -27,11 +27,10 @@ from helpers.homeassistant import (
     validate_discovery,
 )
 from helpers.mosquitto import Mosquitto
-from helpers.mqtt_support import LABELS, write_face_video
+from helpers.mqtt_support import LABELS, RunningDaemon, write_face_video
 from helpers.peers import SUMMARY, free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
-from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, MqttConfig, Topics
 from emotion_edge.device.mqtt.ha_discovery import discovery_messages, node_id
@@ -91,19 +90,6 @@ def daemon_config(video: Path, broker_port: int, spool: Path, loop: bool = True)
                         service=ServiceConfig(status_file=spool.parent / "status.json", state_dir=spool.parent))
 
 
-class RunningDaemon:
-    """The real camera loop on its own thread with the MQTT publisher attached, as `emotion-edge run` does."""
-
-    def __init__(self, config: DaemonConfig):
-        self.daemon = build_daemon(config)
-        self.publisher = attach_mqtt(self.daemon)
-        self.thread = threading.Thread(target=self.daemon.run, name="ha-test-daemon", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.daemon.stop()
-        self.thread.join(10)
-        self.publisher.close()
 
 
 class Subscriber:

@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,7 @@ from helpers.mosquitto import Mosquitto, make_test_pki
 from helpers.mqtt_support import (
     LABELS,
     MODEL_SHA,
+    RunningDaemon,
     face,
     reading,
     spawn_run,
@@ -35,7 +35,6 @@ from helpers.mqtt_support import (
 from helpers.peers import free_port, require_binary, require_module, wait_until
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
-from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.daemon.control import DetectionSwitch
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, MqttConfig, MqttTlsConfig, Topics
@@ -129,19 +128,6 @@ def daemon_config(video: Path, mqtt: MqttConfig) -> DaemonConfig:
                         service=ServiceConfig(state_dir=mqtt.spool_path.parent))
 
 
-class RunningDaemon:
-    """The real camera loop on its own thread, with the MQTT publisher attached as `emotion-edge run` does."""
-
-    def __init__(self, config: DaemonConfig):
-        self.daemon = build_daemon(config)
-        self.publisher = attach_mqtt(self.daemon)
-        self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.daemon.stop()
-        self.thread.join(10)
-        self.publisher.close()
 
 
 def first_occurrences(events: list[dict]) -> list[dict]:

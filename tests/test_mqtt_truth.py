@@ -18,13 +18,12 @@ import numpy as np
 import paho.mqtt.publish as paho_publish
 import pytest
 from helpers.mosquitto import Mosquitto
-from helpers.mqtt_support import LABELS, MODEL_SHA, validator
+from helpers.mqtt_support import LABELS, MODEL_SHA, RunningDaemon, validator
 from helpers.peers import free_port, require_binary, require_module
 from helpers.photo import astronaut_head
 from test_mqtt_broker import TIMEOUT, Inbox, listen, mqtt_config
 
 from emotion_edge.device.config import CameraConfig, DaemonConfig, ModelConfig, ServiceConfig
-from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
 from emotion_edge.device.model.metadata import packaged_model_path
 from emotion_edge.device.mqtt import retained
 from emotion_edge.device.mqtt.config import HomeAssistantConfig, Topics
@@ -93,20 +92,6 @@ def config_for(port: int, tmp_path: Path, device: str = DEVICE, **mqtt) -> Daemo
                         service=ServiceConfig(state_dir=tmp_path))
 
 
-class Device:
-    """The camera loop on its own thread with MQTT attached, as `emotion-edge run` wires them (daemon/app.py)."""
-
-    def __init__(self, config: DaemonConfig, camera: GatedCamera):
-        self.camera = camera
-        self.daemon = build_daemon(config, source=camera)
-        self.publisher = attach_mqtt(self.daemon)
-        self.thread = threading.Thread(target=self.daemon.run, name="test-device", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.daemon.stop()
-        self.thread.join(10)
-        self.publisher.close()
 
 
 def last(inbox: Inbox, kind: str):
@@ -137,7 +122,7 @@ def test_state_is_fresh_at_start_follows_the_camera_and_is_an_empty_room_before_
     inbox.wait(lambda i: i.payloads("state"), "the stale retained state")
     assert inbox.payloads("state")[0]["dominant"] == "happy"
     camera = GatedCamera(delivering=False)
-    device = Device(config_for(broker.port, tmp_path), camera)
+    device = RunningDaemon(config_for(broker.port, tmp_path), camera)
     try:
         # Before any frame: the stale room is replaced by an empty one that says the device is not sensing yet.
         inbox.wait(lambda i: room(i) == (0, "starting"), "a fresh empty state at start")
@@ -187,7 +172,7 @@ def test_the_detection_switch_stops_processing_ends_tracks_and_survives_a_restar
     inbox = listen(broker.port, ALL)
     camera = GatedCamera()
     config = config_for(broker.port, tmp_path)
-    device = Device(config, camera)
+    device = RunningDaemon(config, camera)
     try:
         inbox.wait(lambda i: room(i) == (1, "sensing") and last(i, "detection") == "ON", "a face, detection on")
         paho_publish.single(TOPICS.detection_set, "OFF", qos=1, hostname="127.0.0.1", port=broker.port)
@@ -206,7 +191,7 @@ def test_the_detection_switch_stops_processing_ends_tracks_and_survives_a_restar
     # A restart keeps the privacy choice: the camera is never opened until the switch says ON.
     inbox.received.clear()
     camera = GatedCamera()
-    device = Device(config, camera)
+    device = RunningDaemon(config, camera)
     try:
         inbox.wait(lambda i: last(i, "sensing") == "paused" and last(i, "availability") == "online", "paused again")
         assert last(inbox, "detection") == "OFF" and camera.opens == 0 and device.daemon.counters.frames == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,22 @@ def spawn_run(config: Path, log: Path) -> subprocess.Popen:
     with log.open("wb") as stderr:  # the child has its own copy of the descriptor; ours closes here
         return subprocess.Popen([sys.executable, "-m", "emotion_edge.main", "run", "--config", str(config)],
                                 stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+class RunningDaemon:
+    """The real camera loop on its own thread with the MQTT publisher attached, as `emotion-edge run` wires them
+    (daemon/app.py); `source` replaces the configured camera (a frame source the test controls)."""
+
+    def __init__(self, config, source=None):
+        from emotion_edge.device.daemon.app import attach_mqtt, build_daemon
+
+        self.camera = source
+        self.daemon = build_daemon(config, source=source)
+        self.publisher = attach_mqtt(self.daemon)
+        self.thread = threading.Thread(target=self.daemon.run, name="test-daemon", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.daemon.stop()
+        self.thread.join(10)
+        self.publisher.close()
