@@ -43,7 +43,7 @@ class PipelineConfig:
     max_faces: int = 8
     stats_interval_s: float = 10.0
     mirrors: Mirrors = "alternate"  # a flip_average model's mirror views: in every frame's invoke, or every other frame
-    classify_every: int = 1  # classify each tracked face on every Nth frame (a new one at once), repeat its last output between
+    classify_every: int = 2  # classify each tracked face on every Nth frame (a new one at once), repeat its last output between
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
