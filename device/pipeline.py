@@ -6,7 +6,7 @@ this, so a face is read the same way everywhere. Detection runs every
 tracker predicts from their motion, which is much cheaper than detecting.
 A model whose contract says flip_average is shown each face and its mirror in
 one invoke (`mirrors = "together"`), or, at half the classifier's cost, the face
-on one frame and its mirror on the next (`mirrors = "alternate"`), which the
+on one classification and its mirror on the next (`mirrors = "alternate"`), which the
 smoother's moving average then blends. With `classify_every` N a tracked face
 is classified on every Nth frame only (and at once when it is new); on the
 frames between, its smoother is fed its last output again, so the smoother's
