@@ -40,7 +40,8 @@ DEFAULT_BASELINE = "77c498c"
 # setting name -> (code: "baseline" or "checkout", [pipeline] keys)
 SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "baseline": ("baseline", {"detect_every": 1}),
-    "buffers (cadence 1)": ("checkout", {"detect_every": 1, "mirrors": "together"}),
+    "buffers (cadence 1)": ("checkout", {"detect_every": 1, "mirrors": "together", "classify_every": 1}),
+    "classify every frame": ("checkout", {"classify_every": 1}),  # the shipped defaults before classify_every
     "shipped defaults": ("checkout", {}),
 }
 PACKAGE_DIRS = {"cli": "emotion_edge", "device": "emotion_edge/device", "models": "emotion_edge/models"}

@@ -23,6 +23,7 @@ CascadeClassifier, which its Haar path needs; it imports pkg_resources):
     .bench-venv/bin/pip install tensorflow-cpu "opencv-python-headless>=4.8,<5" requests Pillow "setuptools<81"
 
     python bench/pipeline.py [--model PATH] [--frames 30] [--repeats 3] [--rounds 1] [--skip-peer]
+        [--classify-every 1,2]
 """
 
 from __future__ import annotations
@@ -219,13 +220,15 @@ def adding_up(record: Callable[[str, float], None], totals: dict[str, float]) ->
 # ----------------------------------------------------------------------------- our pipeline
 
 
-def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int, mirrors: str) -> Pass:
+def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, detect_every: int, mirrors: str,
+             classify_every: int = 1) -> Pass:
     """One pass of FacePipeline over the clip; a fresh pipeline so no track carries over from the last pass."""
     from emotion_edge.device.config import PipelineConfig
     from emotion_edge.device.pipeline import FacePipeline
     from emotion_edge.device.sources import BufferPool, bgr_frame
 
-    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every, mirrors=mirrors))
+    pipeline = FacePipeline(detector, classifier, PipelineConfig(detect_every=detect_every, mirrors=mirrors,
+                                                                    classify_every=classify_every))
     pool = BufferPool()  # the gray image's buffers, reused as the camera sources reuse theirs
     stages: dict[str, float] = {}
     # The pipeline's own timer keeps only a moving average; also add up its per-stage seconds.
@@ -243,7 +246,7 @@ def run_ours(clip: Clip, detector: FaceDetector, classifier: EmotionClassifier, 
 
 
 def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, mirrors: str, model: Path,
-                 repeats: int) -> list[Measurement]:
+                 repeats: int, classify_every: int = 1) -> list[Measurement]:
     from emotion_edge.device.detection import DetectorConfig, make_detector
     from emotion_edge.device.model.classifier import EmotionClassifier
 
@@ -253,12 +256,13 @@ def measure_ours(clips: list[Clip], kind: str, threads: int, detect_every: int, 
     # kind so "N threads" also bounds crop resizing and the gray conversion.
     cv2.setNumThreads(threads)
     setting = (f"ours: {kind}, {threads} thread{'s' if threads > 1 else ''}, detect every {detect_every}, "
-               f"mirrors {mirrors}")
+               f"mirrors {mirrors}" + (f", classify every {classify_every}" if classify_every > 1 else ""))
     rows = []
     for clip in clips:
         warm = Clip(clip.faces, clip.frames[:WARMUP_FRAMES], clip.boxes[:WARMUP_FRAMES])
-        run_ours(warm, detector, classifier, detect_every, mirrors)
-        chosen = median_pass([run_ours(clip, detector, classifier, detect_every, mirrors) for _ in range(repeats)])
+        run_ours(warm, detector, classifier, detect_every, mirrors, classify_every)
+        chosen = median_pass([run_ours(clip, detector, classifier, detect_every, mirrors, classify_every)
+                              for _ in range(repeats)])
         rows.append(measurement(setting, clip, chosen))
     return rows
 
@@ -415,6 +419,8 @@ def parse_args() -> argparse.Namespace:
                         help="detect on every Nth frame, comma-separated (default 1,3; 3 tracks in between)")
     parser.add_argument("--mirrors", default="together,alternate",
                         help="a flip-averaging model's mirror views per frame: together, alternate (comma-separated)")
+    parser.add_argument("--classify-every", type=int_list, default=[1],
+                        help="classify each tracked face on every Nth frame, comma-separated (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-worker", type=Path, help=argparse.SUPPRESS)  # internal: run in the peer's venv
     return parser.parse_args()
@@ -440,9 +446,10 @@ def main() -> None:
         for kind in args.kinds.split(","):
             for detect_every in args.detect_every:
                 for mirrors in args.mirrors.split(","):
-                    for threads in args.threads:
-                        rows += measure_ours(clips, kind.strip(), threads, detect_every, mirrors.strip(), model,
-                                             args.repeats)
+                    for classify_every in args.classify_every:
+                        for threads in args.threads:
+                            rows += measure_ours(clips, kind.strip(), threads, detect_every, mirrors.strip(), model,
+                                                 args.repeats, classify_every)
         rounds.append((peer_rows, rows))
 
     print(f"host: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, "

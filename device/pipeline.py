@@ -6,9 +6,12 @@ this, so a face is read the same way everywhere. Detection runs every
 tracker predicts from their motion, which is much cheaper than detecting.
 A model whose contract says flip_average is shown each face and its mirror in
 one invoke (`mirrors = "together"`), or, at half the classifier's cost, the face
-on one frame and its mirror on the next (`mirrors = "alternate"`), which the
-smoother's moving average then blends (README "Device pipeline speed" has the
-measurements behind the defaults).
+on one classification and its mirror on the next (`mirrors = "alternate"`), which the
+smoother's moving average then blends. With `classify_every` N a tracked face
+is classified on every Nth frame only (and at once when it is new); on the
+frames between, its smoother is fed its last output again, so the smoother's
+frame counts (`min_frames`) keep meaning frames. README "Device pipeline speed"
+has the measurements behind the defaults.
 """
 
 from __future__ import annotations
@@ -40,10 +43,13 @@ class PipelineConfig:
     max_faces: int = 8
     stats_interval_s: float = 10.0
     mirrors: Mirrors = "alternate"  # a flip_average model's mirror views: in every frame's invoke, or every other frame
+    classify_every: int = 2  # classify each tracked face on every Nth frame (a new one at once), repeat its last output between
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ValueError(f"field 'detect_every' must be >= 1, got {self.detect_every}")
+        if self.classify_every < 1:
+            raise ValueError(f"field 'classify_every' must be >= 1, got {self.classify_every}")
         if self.mirrors not in get_args(Mirrors):
             raise ValueError(f"field 'mirrors' must be one of {list(get_args(Mirrors))}, got {self.mirrors!r}")
         if self.max_faces < 1:
@@ -57,9 +63,10 @@ class FaceReading:
     track_id: int
     box: Box
     box_norm: tuple[float, float, float, float]
-    probabilities: np.ndarray  # this frame's raw model output
+    probabilities: np.ndarray  # the raw model output of this frame, or of the face's last classified frame
     state: SmoothedState  # the track's smoothed emotion, with hysteresis
     is_new: bool
+    classified: bool = True  # the model saw this face on this frame (with classify_every > 1, not on every frame)
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class FacePipeline:
         self.tracker = IouTracker(replace(tracker, max_missed=missed_rounds(tracker.max_missed, config.detect_every)))
         self.timer = StageTimer()
         self._smoothers: dict[int, EmotionSmoother] = {}
+        self._last: dict[int, np.ndarray] = {}  # each track's last model output, repeated between classifications
         self._frames_seen = 0
 
     def use_classifier(self, classifier: EmotionClassifier) -> None:
@@ -158,6 +166,7 @@ class FacePipeline:
         consumers ended every track, so no face after the gap continues one."""
         self.tracker.clear()
         self._smoothers.clear()
+        self._last.clear()
 
     def _boxes(self, frame: Frame) -> tuple[dict[int, Box], set[int], tuple[int, ...], bool]:
         """Track id -> box for this frame, the ids that are new, the ids that ended, and whether we detected."""
@@ -174,25 +183,38 @@ class FacePipeline:
         boxes = {t.track_id: t.box for t in update.detected}
         return boxes, {t.track_id for t in update.new}, tuple(t.track_id for t in update.ended), True
 
-    def _view(self) -> str | None:
+    def _view(self, frame_number: int) -> str | None:
         """This frame's view of the faces: the contract's (None), or with mirrors = "alternate" and a
-        flip-averaging model, the face itself and its mirror on alternate frames."""
+        flip-averaging model, the face itself and its mirror on alternate classifications (with classify_every N,
+        alternate blocks of N frames, so a face classified every Nth frame still sees both views in turn)."""
         if self.config.mirrors != "alternate" or not self.classifier.contract.flip_average:
             return None
-        return "mirror" if self._frames_seen % 2 == 0 else "original"
+        return "original" if (frame_number // self.config.classify_every) % 2 == 0 else "mirror"
+
+    def _to_classify(self, frame_number: int, ids: list[int]) -> list[int]:
+        """The faces the model sees on this frame: all on every `classify_every`th frame, else only those never
+        classified yet (a new face is read at once)."""
+        if frame_number % self.config.classify_every == 0:
+            return ids
+        return [i for i in ids if i not in self._last]
 
     def process(self, frame: Frame) -> FrameReading:
         boxes, new_ids, ended, detected = self._boxes(frame)
+        frame_number = self._frames_seen
         self._frames_seen += 1
         for track_id in ended:
             self._smoothers.pop(track_id, None)
+            self._last.pop(track_id, None)
         ids = sorted(boxes)
+        classify = self._to_classify(frame_number, ids)
         started = time.perf_counter()
-        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in ids], self._view())
+        probs = classify_boxes(self.classifier, frame.gray, [boxes[i] for i in classify], self._view(frame_number))
         self.timer.record("classify", time.perf_counter() - started)
+        self._last.update(zip(classify, probs))
         faces = []
-        for track_id, p in zip(ids, probs):
+        for track_id in ids:
+            p = self._last[track_id]
             smoother = self._smoothers.setdefault(track_id, EmotionSmoother(len(self.classifier.labels), self.smoothing))
             faces.append(FaceReading(track_id, boxes[track_id], normalized(boxes[track_id], frame.gray.shape),
-                                     p, smoother.update(p), track_id in new_ids))
+                                     p, smoother.update(p), track_id in new_ids, track_id in classify))
         return FrameReading(frame.index, frame.timestamp, tuple(faces), ended, detected)

@@ -162,7 +162,7 @@ def test_mirrors_alternate_shows_the_face_then_its_mirror_and_together_shows_bot
     from emotion_edge.device.contract import crop_face
 
     face = cv2.resize(_astronaut_bgr()[0:300, 100:400], (300, 300))
-    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(mirrors=mirrors))
+    pipeline = FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(mirrors=mirrors, classify_every=1))
     readings = []
     for i in range(4):  # a still face, detected on every frame
         canvas = _canvas()
@@ -185,7 +185,8 @@ def test_detecting_every_third_frame_reads_detection_frames_as_every_frame_does_
         if i < 6:
             canvas[90:390, 60 + 6 * i : 360 + 6 * i] = face
         frames.append(_frame(canvas, i, i * 0.1))
-    every = [FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=n)) for n in (1, 3)]
+    every = [FacePipeline(make_detector(DetectorConfig()), classifier, PipelineConfig(detect_every=n, classify_every=1))
+             for n in (1, 3)]
     by_1, by_3 = ([p.process(f) for f in frames] for p in every)
     assert [r.detected for r in by_3] == [True, False, False] * 3
     for a, b in zip(by_1[:6:3], by_3[:6:3]):  # where both detect, the same boxes and the same model outputs

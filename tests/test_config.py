@@ -33,6 +33,8 @@ def test_values_are_typed_and_nested():
         ("[log]\nlevel = 'LOUD'\n", "cfg.log.level: 'LOUD' is not one of"),
         ("[smoothing]\nalpha = 2.0\n", "cfg.smoothing: SmootherConfig field 'alpha'"),
         ("[pipeline]\nmirrors = 'sometimes'\n", "cfg.pipeline.mirrors: 'sometimes' is not one of"),
+        ("[pipeline]\nclassify_every = 0\n", "cfg.pipeline: field 'classify_every' must be >= 1, got 0"),
+        ("[pipeline]\nclassify_every = 1.5\n", "cfg.pipeline.classify_every: expected int, got float 1.5"),
         ("camera = 3\n", "cfg.camera: expected a table, got int 3"),
         ("[camera\n", "cfg: not valid TOML"),
         # Values of the right type that no camera can run at (issue 14, item 7).
