@@ -115,6 +115,7 @@ def test_a_full_spool_disk_is_survived_logged_once_counted_and_delivery_resumes(
         try:
             faces.cycles(2)
             wait_until(lambda: publisher.counters.delivered >= 4, "the first events delivered")
+            before_outage = faces.events
             broker.stop()
             wait_until(lambda: stats()["mqtt"]["state"] != "connected", "the outage noticed")
             faces.cycles(20)
@@ -131,6 +132,7 @@ def test_a_full_spool_disk_is_survived_logged_once_counted_and_delivery_resumes(
             broker.start()
             wait_until(lambda: publisher.counters.connects >= 2, "the reconnect")
             time.sleep(1.5)  # acks arrive while the disk is still full
+            before_free = faces.events
             disk.free(publisher)
             faces.cycles(3)
             wait_until(lambda: publisher.counters.events + publisher.counters.pending_dropped == faces.events
@@ -150,7 +152,12 @@ def test_a_full_spool_disk_is_survived_logged_once_counted_and_delivery_resumes(
     missing = set(range(1, last_seq + 1)) - set(received)
     assert len(missing) == final["dropped"]  # every gap is a counted drop, and nothing else is lost
     assert publisher.counters.events + final["pending_dropped"] == faces.events
-    assert final["dropped"] + final["pending_dropped"] < faces.events - 50  # bounded loss, not everything
+    # Bounded loss, not everything: of the events made while the broker was away (most of them while the disk was
+    # full), the newest that fit in the full spool survive. How many fit depends on the pages the file had when it
+    # filled, so the check is that some did, and that every event made after space returned arrived.
+    at_risk = before_free - before_outage
+    assert final["dropped"] + final["pending_dropped"] < at_risk
+    assert set(range(before_free + 1, last_seq + 1)) <= set(received)
     # Each fault: one error with its cause, then one line when it clears, never one per retry.
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.endswith("mqtt.publisher")]
     recoveries = [r for r in caplog.records if "works again" in r.getMessage()]
