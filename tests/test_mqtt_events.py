@@ -26,6 +26,16 @@ def builder(**kwargs) -> EventBuilder:
     return EventBuilder(LABELS, wall_clock=lambda: 1_700_000_100.0, monotonic_clock=lambda: 100.0, **kwargs)
 
 
+def _lose_spool(path: Path, loss: str) -> None:
+    """The spool file corrupted in place, or deleted with its SQLite side files; its `.seq` mark stays."""
+    if loss == "corrupt":
+        path.write_bytes(b"\x00garbage, not a database" * 500)
+        return
+    for leftover in path.parent.glob(path.name + "*"):
+        if leftover.name != path.name + ".seq":
+            leftover.unlink()
+
+
 def test_a_face_appearing_changing_and_leaving_gives_new_update_end_chained_by_before_after():
     events = builder(min_interval_s=0.0)
     out = events.observe(reading(0, 10.0, (face(1, "happy", is_new=True),)))
@@ -251,12 +261,7 @@ def test_seq_never_goes_back_when_the_spool_is_lost_and_the_stream_stays(tmp_pat
     issued += _seqs(spool.append(_builders("d")))
     assert issued == [1, 2, 3, 4] and spool.stream == stream
     spool.close()
-    if loss == "corrupt":
-        path.write_bytes(b"garbage" * 1000)
-    else:
-        for leftover in tmp_path.glob("s.db*"):
-            if leftover.name != "s.db.seq":
-                leftover.unlink()
+    _lose_spool(path, loss)
     spool = Spool(path, max_bytes=1 << 20)
     after = _seqs(spool.append(_builders("e", "f")))
     assert after[0] > max(issued) and after[1] == after[0] + 1 and after[0] <= max(issued) + 1 + SEQ_BLOCK
@@ -446,12 +451,7 @@ def test_tracks_open_in_a_lost_spool_still_end_at_the_next_start_from_the_mark(t
     assert [(p["type"], p["track_id"]) for p in sent] == [("new", 1), ("new", 2), ("end", 2), ("update", 1),
                                                            ("update", 1)]
     first.spool._db.close()  # killed with track 1 open
-    if loss == "corrupt":
-        path.write_bytes(b"\x00garbage, not a database" * 500)
-    else:
-        for leftover in tmp_path.glob("spool.db*"):
-            if leftover.name != "spool.db.seq":
-                leftover.unlink()
+    _lose_spool(path, loss)
     second = _delivery(path)
     assert [p.track.id for p in second.unspooled] == [sent[0]["id"]]
     assert "track(s) it held open are taken from the mark" in caplog.text
