@@ -21,7 +21,7 @@ from emotion_edge.device.errors import EmotionEdgeError
 from emotion_edge.device.logs import configure_logging
 from emotion_edge.quantize.cli import add_quantize
 from emotion_edge.systemd.cli import add_deploy, add_install, add_retrain
-from emotion_edge.training.cli import add_evaluate, add_teacher_outputs, add_train
+from emotion_edge.training.cli import add_ensemble, add_evaluate, add_teacher_outputs, add_train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_teacher_outputs(sub)
+    add_ensemble(sub)
     add_quantize(sub)
     add_analyze(sub)
     add_run(sub)

@@ -64,6 +64,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad records instead of stopping")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke runs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--init-from", default="", metavar="MODEL",
+                   help="start from this trained model's weights (run folder or .keras; same --arch and classes) "
+                        "instead of random ones, under this run's own schedule: a new cosine cycle makes a "
+                        "snapshot-ensemble member, or fine-tunes")
     d = p.add_argument_group("distillation", "soft targets from teacher outputs (`emotion-edge teacher-outputs`)")
     d.add_argument("--teacher", action="append", default=[], metavar="FILE.npz",
                    help="teacher-outputs file; repeat to distil from the average of several (an ensemble)")
@@ -92,7 +96,7 @@ def _run_train(args: argparse.Namespace) -> int:
         seed=args.seed, augment=not args.no_augment, tta=not args.no_tta, skip_bad=args.skip_bad, limit=args.limit,
         teachers=[str(Path(t)) for t in args.teacher], distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature, ferplus_votes=args.ferplus_votes,
-        ferplus_weight=args.ferplus_weight,
+        ferplus_weight=args.ferplus_weight, init_from=args.init_from,
     )
     if not 0.0 <= config.distill_alpha <= 1.0 or config.distill_temperature <= 0:
         raise UsageError(f"--distill-alpha {config.distill_alpha} must be in 0-1 and --distill-temperature "
@@ -131,6 +135,34 @@ def _run_teacher_outputs(args: argparse.Namespace) -> int:
     path = save_teacher_outputs(args.out, outputs)
     print(f"{path}: {len(outputs.rows)} faces x {len(outputs.labels)} classes from {outputs.source}, "
           f"{path.stat().st_size / 1e6:.2f} MB; data {outputs.data.short()}")
+    return 0
+
+
+def add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="average several trained networks into one model",
+                       description="Build one Keras model whose output is the average of its members' probabilities "
+                                   "(one input, one output: `quantize`, `evaluate`, `teacher-outputs` and the device "
+                                   "take it like any model; it costs the sum of its members per face). With --data, "
+                                   "reports the ensemble and each member on PublicTest, never PrivateTest.",
+                       formatter_class=DefaultsHelpFormatter)
+    p.add_argument("members", nargs="+", help="run folders or .keras files (at least two; same labels and split)")
+    p.add_argument("--out", required=True, type=Path, help="ensemble folder (model.keras, config.json, reports)")
+    p.add_argument("--data", help="FER2013 CSV: report PublicTest accuracy of the ensemble and of each member")
+    p.add_argument("--no-tta", action="store_true", help="no horizontal-flip averaging in the reports")
+    p.set_defaults(handler=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    use_fast_cpu_kernels()
+    from emotion_edge.training.ensemble import write_ensemble
+
+    result = write_ensemble(args.members, args.out, args.data, tta=not args.no_tta)
+    print(f"{args.out / 'model.keras'}: the mean of {len(result['members'])} members")
+    if "val" in result:
+        for member in result["members"]:
+            print(f"  {member['model']}: PublicTest accuracy {member['val_accuracy']:.4f}")
+        print(f"ensemble: PublicTest accuracy {result['val']['accuracy']:.4f}, macro-F1 {result['val']['macro_f1']:.4f}"
+              f" (tta={result['tta']}), {result['macs'] / 1e6:.1f} M MACs")
     return 0
 
 

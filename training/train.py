@@ -56,6 +56,7 @@ class TrainConfig:
     distill_temperature: float = 4.0
     ferplus_votes: str = ""  # FER+ votes CSV: an auxiliary soft target (empty: none)
     ferplus_weight: float = 0.0
+    init_from: str = ""  # a trained model whose weights this run starts from (empty: random initialisation)
 
     @property
     def distilling(self) -> bool:
@@ -178,6 +179,22 @@ def _callbacks(run: Path, config: TrainConfig, state: dict):
     ]
 
 
+def _warm_start(model, source: Path, arch: str) -> None:
+    """Copy a trained model's weights into the freshly built one (same architecture and labels)."""
+    import keras
+
+    model_file = source / "model.keras" if source.is_dir() else source
+    if not model_file.is_file():
+        raise UsageError(f"--init-from {source}: no model here; give a run folder (with model.keras) or a .keras file")
+    trained = keras.models.load_model(model_file, compile=False)
+    try:
+        model.set_weights(trained.get_weights())
+    except ValueError as exc:
+        raise UsageError(f"--init-from {model_file}: its weights do not fit --arch {arch} with these classes "
+                         f"({str(exc).splitlines()[0]}); give a model of the same architecture and labels") from None
+    log.info("starting from the weights of %s", model_file)
+
+
 def _atomic_save(model, path: Path) -> None:
     with replacing(path, tmp=path.with_name(path.stem + ".tmp.keras")) as tmp:  # a kill mid-save keeps the last good file
         model.save(tmp)
@@ -243,6 +260,8 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     else:
         state = {"epochs_done": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "wait": 0}
         model = build_model(config.arch, contract)
+        if config.init_from:
+            _warm_start(model, Path(config.init_from), config.arch)
         _compile(model, config, steps_per_epoch)
 
     if state["epochs_done"] < config.epochs and state["wait"] < config.patience:
