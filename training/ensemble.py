@@ -52,6 +52,17 @@ def _common(configs: Sequence[dict], files: Sequence[Path], key: str, default) -
     return values[0]
 
 
+def average_models(models: Sequence):
+    """One Keras model: a face in, the mean of `models`' probabilities out."""
+    import keras
+
+    face = keras.Input(shape=tuple(models[0].inputs[0].shape[1:]), name="face")
+    # Each member is wrapped under its own name: two runs of one architecture share layer names otherwise.
+    wrapped = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}") for i, m in enumerate(models)]
+    mean = keras.layers.Average(name="mean_probabilities")([member(face) for member in wrapped])
+    return keras.Model(face, mean, name=ENSEMBLE_ARCH)
+
+
 def build_ensemble(members: Sequence[str | Path]):
     """The averaged Keras model and the config.json describing it."""
     import keras
@@ -70,11 +81,7 @@ def build_ensemble(members: Sequence[str | Path]):
         if tuple(model.outputs[0].shape[1:]) != (len(labels),):
             raise UsageError(f"{model_file}: outputs {tuple(model.outputs[0].shape[1:])} classes, its config says "
                              f"{len(labels)}; rebuild the member or give its run folder")
-    face = keras.Input(shape=tuple(loaded[0].inputs[0].shape[1:]), name="face")
-    # Each member is wrapped under its own name: two runs of one architecture share layer names otherwise.
-    wrapped = [keras.Model(m.inputs[0], m.outputs[0], name=f"member_{i}") for i, m in enumerate(loaded)]
-    mean = keras.layers.Average(name="mean_probabilities")([member(face) for member in wrapped])
-    model = keras.Model(face, mean, name=ENSEMBLE_ARCH)
+    model = average_models(loaded)
     config = {"arch": ENSEMBLE_ARCH, "classes": list(classes), "protocol": protocol, "seed": seed,
               "members": [{"model": str(f), "arch": c.get("arch"), "run": str(f.parent)} for f, c in zip(files, configs)]}
     return model, config
