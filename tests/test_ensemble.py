@@ -109,3 +109,41 @@ def test_init_from_another_architecture_is_refused(runs, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--init-from" in err and "do not fit --arch edge-vgg-m" in err
+
+
+def test_forward_selection_prefers_the_member_that_fixes_the_others_mistakes():
+    from emotion_edge.training.ensemble import forward_selection
+
+    labels = np.array([0, 0, 1, 1])
+    best = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])  # 3 of 4 right
+    same = best.copy()  # as accurate, and wrong where `best` is wrong
+    fixer = np.array([[0.6, 0.4], [0.4, 0.6], [0.0, 1.0], [0.4, 0.6]])  # 3 of 4 right, and sure where best errs
+    steps = forward_selection([same, fixer, best], labels, 2)
+    assert [i for i, _ in steps] == [0, 1]  # the first of the equally accurate, then the complement, not the copy
+    assert [a for _, a in steps] == [0.75, 1.0]
+
+
+def test_select_keeps_the_greedy_choice_and_reports_its_steps(runs, capsys):
+    from emotion_edge.training.evaluate import load_any_model, predict_with_tta
+    from emotion_edge.training.fer2013 import load_fer2013
+    from emotion_edge.training.splits import make_splits
+
+    pool = [runs / "a" / "model.keras", runs / "b" / "model.keras", runs / "a" / "checkpoint.keras"]
+    out = runs / "ens-select"
+    assert main(["ensemble", *map(str, pool), "--out", str(out), "--data", str(runs / "fer.csv"), "--select", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    val = make_splits(load_fer2013(runs / "fer.csv"), tuple(metrics["labels"]))["val"]
+    probs = {str(p): predict_with_tta(load_any_model(p), val.images, True) for p in pool}
+    chosen = [step["model"] for step in metrics["selection"]]
+    assert len(chosen) == 2 and [m["model"] for m in metrics["members"]] == chosen
+    alone = {m: float(np.mean(probs[m].argmax(1) == val.labels)) for m in probs}
+    assert alone[chosen[0]] == max(alone.values())
+    pair = float(np.mean((probs[chosen[0]] + probs[chosen[1]]).argmax(1) == val.labels))
+    assert metrics["selection"][1]["ensemble_val_accuracy_after"] == pytest.approx(pair)
+    assert metrics["val"]["accuracy"] == pytest.approx(pair)
+    assert capsys.readouterr().out.count("selected ") == 2
+
+    assert main(["ensemble", *map(str, pool), "--out", str(out), "--select", "2"]) == 2
+    assert "give --data" in capsys.readouterr().err
+    assert main(["ensemble", *map(str, pool), "--out", str(out), "--data", str(runs / "fer.csv"), "--select", "4"]) == 2
+    assert "between 2 and the 3 candidates" in capsys.readouterr().err

@@ -148,6 +148,9 @@ def add_ensemble(sub: argparse._SubParsersAction) -> None:
     p.add_argument("members", nargs="+", help="run folders or .keras files (at least two; same labels and split)")
     p.add_argument("--out", required=True, type=Path, help="ensemble folder (model.keras, config.json, reports)")
     p.add_argument("--data", help="FER2013 CSV: report PublicTest accuracy of the ensemble and of each member")
+    p.add_argument("--select", type=int, default=0, metavar="K",
+                   help="keep K of the candidates, chosen greedily by the ensemble's PublicTest accuracy (needs "
+                        "--data; 0: keep them all)")
     p.add_argument("--no-tta", action="store_true", help="no horizontal-flip averaging in the reports")
     p.set_defaults(handler=_run_ensemble)
 
@@ -156,7 +159,10 @@ def _run_ensemble(args: argparse.Namespace) -> int:
     use_fast_cpu_kernels()
     from emotion_edge.training.ensemble import write_ensemble
 
-    result = write_ensemble(args.members, args.out, args.data, tta=not args.no_tta)
+    result = write_ensemble(args.members, args.out, args.data, tta=not args.no_tta, select=args.select)
+    for step in result.get("selection", []):
+        print(f"  selected {step['model']} (alone {step['val_accuracy']:.4f}): ensemble PublicTest accuracy "
+              f"{step['ensemble_val_accuracy_after']:.4f}")
     print(f"{args.out / 'model.keras'}: the mean of {len(result['members'])} members")
     if "val" in result:
         for member in result["members"]:

@@ -16,6 +16,7 @@ An ensemble folder holds:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -63,61 +64,113 @@ def average_models(models: Sequence):
     return keras.Model(face, mean, name=ENSEMBLE_ARCH)
 
 
-def build_ensemble(members: Sequence[str | Path]):
-    """The averaged Keras model and the config.json describing it."""
-    import keras
+@dataclass(frozen=True)
+class Candidates:
+    """Would-be members: their files, run configs, and the labels, protocol and seed they share."""
 
+    files: list[Path]
+    configs: list[dict]
+    classes: list[str]
+    protocol: str
+    seed: int
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return labels_for(self.classes)
+
+    def subset(self, chosen: Sequence[int]) -> Candidates:
+        return Candidates([self.files[i] for i in chosen], [self.configs[i] for i in chosen], self.classes,
+                          self.protocol, self.seed)
+
+
+def candidates(members: Sequence[str | Path]) -> Candidates:
     if len(members) < 2:
         raise UsageError(f"an ensemble needs at least two members, got {len(members)}")
     files = [member_file(m) for m in members]
     configs = [member_config(f) for f in files]
-    classes = _common(configs, files, "classes", [])
     protocol = _common(configs, files, "protocol", "official")
     # The seed draws the stratified protocol's split (and weights, which members may differ in): shared only there.
     seed = _common(configs, files, "seed", 1234) if protocol == "stratified" else 1234
-    labels = labels_for(classes)
-    loaded = [keras.models.load_model(f, compile=False) for f in files]
-    for model_file, model in zip(files, loaded):
-        if tuple(model.outputs[0].shape[1:]) != (len(labels),):
+    return Candidates(files, configs, list(_common(configs, files, "classes", [])), protocol, seed)
+
+
+def build_ensemble(chosen: Candidates):
+    """The averaged Keras model and the config.json describing it."""
+    import keras
+
+    loaded = [keras.models.load_model(f, compile=False) for f in chosen.files]
+    for model_file, model in zip(chosen.files, loaded):
+        if tuple(model.outputs[0].shape[1:]) != (len(chosen.labels),):
             raise UsageError(f"{model_file}: outputs {tuple(model.outputs[0].shape[1:])} classes, its config says "
-                             f"{len(labels)}; rebuild the member or give its run folder")
-    model = average_models(loaded)
-    config = {"arch": ENSEMBLE_ARCH, "classes": list(classes), "protocol": protocol, "seed": seed,
-              "members": [{"model": str(f), "arch": c.get("arch"), "run": str(f.parent)} for f, c in zip(files, configs)]}
-    return model, config
+                             f"{len(chosen.labels)}; rebuild the member or give its run folder")
+    config = {"arch": ENSEMBLE_ARCH, "classes": chosen.classes, "protocol": chosen.protocol, "seed": chosen.seed,
+              "members": [{"model": str(f), "arch": c.get("arch"), "run": str(f.parent)}
+                          for f, c in zip(chosen.files, chosen.configs)]}
+    return average_models(loaded), config
 
 
-def write_ensemble(members: Sequence[str | Path], out_dir: Path, data: str | None = None, tta: bool = True) -> dict:
-    """Build, save and (given the data) report the ensemble and each member on PublicTest."""
+def forward_selection(probs: Sequence[np.ndarray], labels: np.ndarray, size: int) -> list[tuple[int, float]]:
+    """Greedy ensemble selection (Caruana et al., 2004): start from the most accurate candidate, then add the one
+    whose average with those chosen is most accurate, until `size`; returns (index, accuracy after) per step."""
+    chosen: list[tuple[int, float]] = []
+    total = np.zeros_like(probs[0])
+    for _ in range(min(size, len(probs))):
+        scores = [(float(np.mean((total + p).argmax(1) == labels)), -i) for i, p in enumerate(probs)
+                  if i not in {c for c, _ in chosen}]
+        accuracy, negative = max(scores)
+        chosen.append((-negative, accuracy))
+        total = total + probs[-negative]
+    return chosen
+
+
+def write_ensemble(members: Sequence[str | Path], out_dir: Path, data: str | None = None, tta: bool = True,
+                   select: int = 0) -> dict:
+    """Build, save and (given the data) report the ensemble and each member on PublicTest; with `select`, the
+    members are that many of the candidates, chosen by forward selection on PublicTest."""
     from emotion_edge.device.atomic import replacing
 
-    model, config = build_ensemble(members)
+    pool = candidates(members)
+    if select and not data:
+        raise UsageError("--select chooses members by their PublicTest accuracy: give --data")
+    if select and not 2 <= select <= len(pool.files):
+        raise UsageError(f"--select {select}: choose between 2 and the {len(pool.files)} candidates given")
+    payload: dict = {"arch": ENSEMBLE_ARCH}
+    if data:
+        val = _validation_split(pool, data)
+        probs = [_member_probs(f, val, tta) for f in pool.files]
+        steps = forward_selection(probs, val.labels, select) if select else [(i, None) for i in range(len(probs))]
+        if select:
+            payload["selection"] = [{"model": str(pool.files[i]), "val_accuracy": float(np.mean(probs[i].argmax(1) == val.labels)),
+                                     "ensemble_val_accuracy_after": after} for i, after in steps]
+        pool, probs = pool.subset([i for i, _ in steps]), [probs[i] for i, _ in steps]
+    model, config = build_ensemble(pool)
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(out_dir / "model.keras", tmp=out_dir / "model.tmp.keras") as tmp:
         model.save(tmp)
     write_json(out_dir / "config.json", config)
-    payload = {"arch": ENSEMBLE_ARCH, "members": config["members"]}
+    payload["members"] = config["members"]
     if data:
-        payload.update(_validation_reports(out_dir, config, data, tta))
+        for member, p in zip(payload["members"], probs):
+            member["val_accuracy"] = float(np.mean(p.argmax(1) == val.labels))
+        # The averaged model's output is the members' mean (Average layer), so it is not run a second time.
+        metrics = write_split_reports(out_dir, "val", val.labels, np.mean(probs, axis=0), pool.labels)
+        from emotion_edge.training.models import count_macs
+
+        payload.update(labels=list(pool.labels), parameters=int(model.count_params()), macs=count_macs(model), tta=tta,
+                       val=metrics_dict(metrics))
         write_json(out_dir / "metrics.json", payload)
     return payload
 
 
-def _validation_reports(out_dir: Path, config: dict, data: str, tta: bool) -> dict:
-    """PublicTest reports of the ensemble, and each member's accuracy beside it (selection never sees PrivateTest)."""
-    from emotion_edge.training.evaluate import load_any_model, predict_with_tta
+def _validation_split(pool: Candidates, data: str):
     from emotion_edge.training.fer2013 import load_fer2013
     from emotion_edge.training.splits import make_splits
 
-    labels = labels_for(config["classes"])
-    val = make_splits(load_fer2013(data), labels, config["protocol"], config["seed"])["val"]
-    per_member = []
-    for member in config["members"]:
-        probs = predict_with_tta(load_any_model(member["model"]), val.images, tta)
-        per_member.append(probs)
-        member["val_accuracy"] = float(np.mean(probs.argmax(1) == val.labels))
-    ensemble = load_any_model(out_dir / "model.keras")
-    probs = np.mean(per_member, axis=0)  # the averaged model's own output, without running every member twice
-    metrics = write_split_reports(out_dir, "val", val.labels, probs, labels)
-    return {"labels": list(labels), "parameters": ensemble.parameters, "macs": ensemble.macs, "tta": tta,
-            "val": metrics_dict(metrics)}
+    return make_splits(load_fer2013(data), pool.labels, pool.protocol, pool.seed)["val"]
+
+
+def _member_probs(model_file: Path, val, tta: bool) -> np.ndarray:
+    """One candidate's PublicTest probabilities (selection and reports never see PrivateTest)."""
+    from emotion_edge.training.evaluate import load_any_model, predict_with_tta
+
+    return predict_with_tta(load_any_model(model_file), val.images, tta)
