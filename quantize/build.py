@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, replace
@@ -53,12 +52,10 @@ class QuantizeResult:
 
 def _resolve_source(source: Path) -> tuple[Path, dict]:
     """A run folder or a .keras file, plus the run's config (labels, protocol, architecture) if there is one."""
-    model_file = source / "model.keras" if source.is_dir() else source
-    if not model_file.exists():
-        raise FileNotFoundError(f"{model_file}: no Keras model here; give a run folder from `emotion-edge train` or a .keras file")
-    config_file = model_file.parent / "config.json"
-    config = json.loads(config_file.read_text()) if config_file.exists() else {}
-    return model_file, config
+    from emotion_edge.training.runfolder import model_file, run_config
+
+    found = model_file(source, "quantize source")
+    return found, run_config(found)
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:

@@ -147,3 +147,25 @@ def test_select_keeps_the_greedy_choice_and_reports_its_steps(runs, capsys):
     assert "give --data" in capsys.readouterr().err
     assert main(["ensemble", *map(str, pool), "--out", str(out), "--data", str(runs / "fer.csv"), "--select", "4"]) == 2
     assert "between 2 and the 3 candidates" in capsys.readouterr().err
+
+
+def test_snapshots_are_kept_from_resume_on_and_ensemble_with_their_run_labels(tmp_path, runs, capsys):
+    import keras
+
+    five = ["angry", "happy", "sad", "surprise", "neutral"]
+    config = dict(data=str(runs / "fer.csv"), run_dir=str(tmp_path / "run"), batch_size=32, warmup_epochs=0,
+                  classes=five)
+    train(TrainConfig(epochs=1, **config))
+    assert not (tmp_path / "run" / "snapshots").exists()
+    train(TrainConfig(epochs=3, snapshot_every=1, **config), resume=True)  # added on resume: epochs 2 and 3 kept
+    snapshots = sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir())
+    assert snapshots == ["epoch-002.keras", "epoch-003.keras"]
+    last = keras.models.load_model(tmp_path / "run" / "snapshots" / "epoch-003.keras", compile=False)
+    checkpoint = keras.models.load_model(tmp_path / "run" / "checkpoint.keras", compile=False)
+    assert all(np.array_equal(a, b) for a, b in zip(last.get_weights(), checkpoint.get_weights()))
+
+    # A snapshot's labels are its run's (five classes here), read from the run folder above snapshots/.
+    members = [str(tmp_path / "run" / "snapshots" / name) for name in snapshots]
+    assert main(["ensemble", *members, "--out", str(tmp_path / "ens"), "--data", str(runs / "fer.csv")]) == 0
+    metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert metrics["labels"] == five and metrics["val"]["samples"] == 5 * synthetic.USAGES["PublicTest"]

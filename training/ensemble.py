@@ -15,7 +15,6 @@ An ensemble folder holds:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,24 +24,9 @@ import numpy as np
 from emotion_edge.device.contract import labels_for
 from emotion_edge.device.errors import UsageError
 from emotion_edge.training.reports import metrics_dict, write_json, write_split_reports
+from emotion_edge.training.runfolder import model_file, run_config
 
 ENSEMBLE_ARCH = "ensemble"
-
-
-def member_file(path: str | Path) -> Path:
-    """A run folder's model.keras, or a .keras file as given."""
-    path = Path(path)
-    model_file = path / "model.keras" if path.is_dir() else path
-    if model_file.suffix != ".keras" or not model_file.is_file():
-        raise UsageError(f"{path}: not a trained Keras model; give a run folder from `emotion-edge train` "
-                         f"(with its model.keras) or a .keras file")
-    return model_file
-
-
-def member_config(model_file: Path) -> dict:
-    """The run's config.json beside the model file ({} for a bare .keras file: seven labels, official split)."""
-    config = model_file.parent / "config.json"
-    return json.loads(config.read_text()) if config.is_file() else {}
 
 
 def _common(configs: Sequence[dict], files: Sequence[Path], key: str, default) -> object:
@@ -86,8 +70,8 @@ class Candidates:
 def candidates(members: Sequence[str | Path]) -> Candidates:
     if len(members) < 2:
         raise UsageError(f"an ensemble needs at least two members, got {len(members)}")
-    files = [member_file(m) for m in members]
-    configs = [member_config(f) for f in files]
+    files = [model_file(m, "member") for m in members]
+    configs = [run_config(f) for f in files]
     protocol = _common(configs, files, "protocol", "official")
     # The seed draws the stratified protocol's split (and weights, which members may differ in): shared only there.
     seed = _common(configs, files, "seed", 1234) if protocol == "stratified" else 1234
@@ -99,9 +83,9 @@ def build_ensemble(chosen: Candidates):
     import keras
 
     loaded = [keras.models.load_model(f, compile=False) for f in chosen.files]
-    for model_file, model in zip(chosen.files, loaded):
+    for found, model in zip(chosen.files, loaded):
         if tuple(model.outputs[0].shape[1:]) != (len(chosen.labels),):
-            raise UsageError(f"{model_file}: outputs {tuple(model.outputs[0].shape[1:])} classes, its config says "
+            raise UsageError(f"{found}: outputs {tuple(model.outputs[0].shape[1:])} classes, its config says "
                              f"{len(chosen.labels)}; rebuild the member or give its run folder")
     config = {"arch": ENSEMBLE_ARCH, "classes": chosen.classes, "protocol": chosen.protocol, "seed": chosen.seed,
               "members": [{"model": str(f), "arch": c.get("arch"), "run": str(f.parent)}

@@ -25,15 +25,11 @@ class LoadedModel:
 
 
 def _keras_contract(path: Path) -> ModelContract:
-    """A Keras model's contract comes from its run folder's config.json (labels may be a subset)."""
-    import json
+    """A Keras model's contract comes from its run's config.json (labels may be a subset)."""
+    from emotion_edge.device.contract import labels_for
+    from emotion_edge.training.runfolder import run_config
 
-    config = path.parent / "config.json"
-    if config.exists():
-        from emotion_edge.device.contract import labels_for
-
-        return ModelContract(labels=labels_for(json.loads(config.read_text()).get("classes")))
-    return ModelContract()
+    return ModelContract(labels=labels_for(run_config(path).get("classes")))
 
 
 def load_any_model(path: str | Path, threads: int = 2) -> LoadedModel:

@@ -6,6 +6,7 @@ Run folder:
   model.keras            best inference model on the validation split (no augmentation layers)
   checkpoint.keras       last epoch's model with optimizer state (in the training precision), for --resume
   state.json             epochs done, best validation accuracy, early-stopping patience used
+  snapshots/epoch-N.keras  with --snapshot-every: that epoch's inference model (ensemble members)
   curves.png, confusion_matrix.png, classification_report.{txt,json}, metrics.json
 """
 
@@ -24,6 +25,7 @@ from emotion_edge.device.contract import ModelContract, labels_for, normalize
 from emotion_edge.device.errors import UsageError
 from emotion_edge.training.fer2013 import load_fer2013
 from emotion_edge.training.reports import metrics_dict, plot_curves, write_json, write_split_reports
+from emotion_edge.training.runfolder import snapshot_path
 from emotion_edge.training.splits import Split, make_splits
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class TrainConfig:
     ferplus_votes: str = ""  # FER+ votes CSV: an auxiliary soft target (empty: none)
     ferplus_weight: float = 0.0
     init_from: str = ""  # a trained model whose weights this run starts from (empty: random initialisation)
+    snapshot_every: int = 0  # keep every Nth epoch's inference model in snapshots/ (ensemble members); 0: none
 
     @property
     def distilling(self) -> bool:
@@ -164,6 +167,10 @@ def _callbacks(run: Path, config: TrainConfig, state: dict):
             else:
                 state["wait"] += 1
             state["epochs_done"] = epoch + 1
+            if config.snapshot_every and (epoch + 1) % config.snapshot_every == 0:
+                snapshot = snapshot_path(run, epoch + 1)
+                snapshot.parent.mkdir(exist_ok=True)
+                _atomic_save(_float32_copy(self.model, config), snapshot)
             _atomic_save(self.model, run / "checkpoint.keras")
             write_json(run / "state.json", state)
             log.info("epoch %d: val_accuracy %.4f (best %.4f at %d)", epoch + 1, accuracy,
@@ -183,9 +190,9 @@ def _warm_start(model, source: Path, arch: str) -> None:
     """Copy a trained model's weights into the freshly built one (same architecture and labels)."""
     import keras
 
-    model_file = source / "model.keras" if source.is_dir() else source
-    if not model_file.is_file():
-        raise UsageError(f"--init-from {source}: no model here; give a run folder (with model.keras) or a .keras file")
+    from emotion_edge.training.runfolder import model_file as find_model
+
+    model_file = find_model(source, "--init-from")
     trained = keras.models.load_model(model_file, compile=False)
     try:
         model.set_weights(trained.get_weights())
@@ -227,7 +234,10 @@ def _train(config: TrainConfig, resume: bool) -> dict:
     resuming = resume and state_path.exists() and (run / "checkpoint.keras").exists()
     if resuming:
         saved = json.loads((run / "config.json").read_text())
-        config = TrainConfig(**{**saved, "epochs": config.epochs, "run_dir": str(run), "data": config.data})
+        # What may change on resume: how long to go on, where the data is, and which epochs to keep; never the
+        # recipe. A run resumed without --snapshot-every keeps the snapshots it was started with.
+        config = TrainConfig(**{**saved, "epochs": config.epochs, "run_dir": str(run), "data": config.data,
+                                "snapshot_every": config.snapshot_every or saved.get("snapshot_every", 0)})
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "config.json", asdict(config))
     keras.utils.set_random_seed(config.seed)
