@@ -5,7 +5,10 @@ alone); the other rows show what the contract's flip averaging (each face with
 its mirror) costs, and what batching several faces into one invoke, and a
 second thread, buy. Runs on the device's dependencies only (no TensorFlow).
 
-    python bench/latency.py models/edge-vgg-int8.tflite [--faces 8] [--runs 300]
+    python bench/latency.py models/edge-vgg-int8.tflite [OTHER.tflite ...] [--faces 8] [--runs 300]
+
+With several models, the first is today's (the shipped one) and the last column gives each setting's cost as a
+ratio to the same setting of that first model, measured in the same run.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, size=(args.faces, 48, 48), dtype=np.uint8)
     print(f"host: {platform.machine()} {platform.processor() or ''}, median of {args.runs} runs")
-    print("| model | setting | ms per face | ratio to baseline |\n|---|---|---|---|")
+    print("| model | setting | ms per face | ratio to baseline | ratio to the first model |\n|---|---|---|---|---|")
+    reference: list[float] = []
     for path in args.models:
         with tempfile.TemporaryDirectory() as folder:
             baseline = ms_per_face(EmotionClassifier(single_pass_copy(path, Path(folder)), threads=1), faces[:1], args.runs)
@@ -55,8 +59,9 @@ def main() -> None:
             (f"1 face/invoke, 2 threads, {mode}", ms_per_face(two, faces[:1], args.runs)),
             (f"{args.faces} faces/invoke, 2 threads, {mode}", ms_per_face(two, faces, args.runs)),
         ]
-        for setting, ms in rows:
-            print(f"| {path.name} | {setting} | {ms:.3f} | {ms / baseline:.2f} |")
+        reference = reference or [ms for _, ms in rows]
+        for (setting, ms), first in zip(rows, reference):
+            print(f"| {path.name} | {setting} | {ms:.3f} | {ms / baseline:.2f} | {ms / first:.2f} |")
 
 if __name__ == "__main__":
     main()
