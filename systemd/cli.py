@@ -78,7 +78,7 @@ def add_deploy(sub: argparse._SubParsersAction) -> None:
 def add_retrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrain", help="train, quantize, gate against the deployed model, deploy (workstation)",
                        description="Train a new model, quantize it (parity gate), and deploy it only if it is not "
-                                   "worse on PrivateTest than the model the canary runs (or --baseline).")
+                                   "worse on PublicTest than the model the canary runs (or --baseline).")
     p.add_argument("--data", required=True, help="FER2013 CSV or image folders")
     p.add_argument("--run-dir", required=True, type=Path, help="training run folder")
     p.add_argument("--out", required=True, type=Path, help="the int8 model to write, e.g. models/edge-vgg-v2.tflite")
@@ -88,9 +88,9 @@ def add_retrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=float, default=1.0, help="parity gate: largest int8 accuracy loss, points")
     p.add_argument("--min-agreement", type=float, default=0.97, help="parity gate: smallest top-1 agreement")
     p.add_argument("--baseline", type=Path,
-                   help="the deployed model's file, evaluated on --data's PrivateTest (default: the accuracy in the "
+                   help="the deployed model's file, evaluated on --data's PublicTest (default: the accuracy in the "
                         "sidecar of the canary's current model)")
-    p.add_argument("--tolerance", type=float, default=0.0, help="PrivateTest points the new model may lose")
+    p.add_argument("--tolerance", type=float, default=0.0, help="PublicTest points the new model may lose")
     p.add_argument("--no-deploy", action="store_true",
                    help="stop after the gates; needs no --host or --inventory (without --baseline as well, only the "
                         "parity gate judges the new model)")
@@ -102,7 +102,7 @@ def _canary_accuracy(args: argparse.Namespace) -> float | None:
     from emotion_edge.systemd.deploy import Remote
 
     status = Remote(_hosts(args)[0]).device_model("status")
-    accuracy = (status.get("int8_accuracy") or {}).get("test")
+    accuracy = (status.get("int8_accuracy") or {}).get("val")
     return None if accuracy is None else float(accuracy)
 
 
@@ -123,7 +123,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     use_fast_cpu_kernels()
     from emotion_edge.quantize import QuantizeOptions
     from emotion_edge.quantize.parity import ParityGate
-    from emotion_edge.systemd.retrain import Stages, accuracy_on_private_test, quantize_candidate, run_retrain
+    from emotion_edge.systemd.retrain import Stages, accuracy_on_public_test, quantize_candidate, run_retrain
     from emotion_edge.training.train import TrainConfig, train
 
     config = TrainConfig(data=args.data, run_dir=str(args.run_dir), arch=args.arch, epochs=args.epochs)
@@ -131,7 +131,7 @@ def _run_retrain(args: argparse.Namespace) -> int:
     stages = Stages(
         train=lambda: train(config, resume=args.resume),
         quantize=lambda: quantize_candidate(args.run_dir, args.out, options),
-        baseline_accuracy=(lambda: accuracy_on_private_test(args.baseline, args.data)) if args.baseline
+        baseline_accuracy=(lambda: accuracy_on_public_test(args.baseline, args.data)) if args.baseline
         else (lambda: _canary_accuracy(args)) if args.host or args.inventory else (lambda: None),
         deploy=lambda model: _deploy_model(model, args),
     )

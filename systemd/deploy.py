@@ -94,13 +94,15 @@ def check_model(path: Path, data: str | None = None, sample: int = 500, seed: in
     return ModelPackage(path, classifier.sha256, path.read_bytes(), sidecar_path(path).read_bytes(), classifier.metadata)
 
 
-def private_test_accuracy(classifier: EmotionClassifier, data: str, sample: int = 0, seed: int = 0) -> tuple[float, int]:
-    """(accuracy, faces): the model's accuracy on the data's PrivateTest, on all of it or, with `sample`, on that
-    many faces drawn with `seed`. The one measurement the deploy's parity sample and retrain's baseline share."""
+def split_accuracy(classifier: EmotionClassifier, data: str, split: str = "test", sample: int = 0,
+                   seed: int = 0) -> tuple[float, int]:
+    """(accuracy, faces): the model's accuracy on one split of the data ("test": PrivateTest, "val": PublicTest),
+    on all of it or, with `sample`, on that many faces drawn with `seed`. The one measurement the deploy's parity
+    sample (PrivateTest, checking the file against its recorded figure) and retrain's baseline (PublicTest) share."""
     from emotion_edge.training.fer2013 import load_fer2013
     from emotion_edge.training.splits import make_splits
 
-    test = make_splits(load_fer2013(data), classifier.labels)["test"]
+    test = make_splits(load_fer2013(data), classifier.labels)[split]
     if sample:
         pick = np.random.default_rng(seed).permutation(len(test))[:sample]
         images, labels = test.images[pick], test.labels[pick]
@@ -111,7 +113,7 @@ def private_test_accuracy(classifier: EmotionClassifier, data: str, sample: int 
 
 def _check_parity_sample(classifier: EmotionClassifier, data: str, sample: int, seed: int) -> None:
     recorded = classifier.metadata.metrics.get("int8_accuracy", {}).get("test")
-    accuracy, faces = private_test_accuracy(classifier, data, sample, seed)
+    accuracy, faces = split_accuracy(classifier, data, "test", sample, seed)
     log.info("parity sample: %.2f%% on %d PrivateTest faces (recorded %s)", 100 * accuracy, faces,
              "none" if recorded is None else f"{100 * recorded:.2f}%")
     if recorded is not None and accuracy < _sample_accuracy_floor(float(recorded), faces):

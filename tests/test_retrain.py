@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import synthetic
 from helpers.model_variants import padded_model
 
 from emotion_edge.device.config.schema import ConfigError
@@ -45,7 +46,7 @@ class Recorder:
 @pytest.mark.parametrize(
     "recorder, code, calls, reason",
     [
-        (Recorder(), 0, ["train", "quantize", "baseline", "deploy"], "deployed; 65.00% on PrivateTest vs deployed 63.00%"),
+        (Recorder(), 0, ["train", "quantize", "baseline", "deploy"], "deployed; 65.00% on PublicTest vs deployed 63.00%"),
         (Recorder(gate_failures=["test: int8 loses 2.00 points (limit 1.00)"]), 1, ["train", "quantize"],
          "parity gate failed: test: int8 loses 2.00 points"),
         (Recorder(accuracy=0.60), 1, ["train", "quantize", "baseline"], "the new model scores 60.00%"),
@@ -114,3 +115,25 @@ def test_parity_sample_refuses_a_model_that_misses_its_recorded_accuracy(fer_csv
     recorded = json.loads(packaged_model_path().with_suffix(".json").read_text())["metrics"]["int8_accuracy"]["test"]
     with pytest.raises(DeployError, match=rf"on a 42-face PrivateTest sample, but its contract records {recorded:.2%}"):
         check_model(packaged_model_path(), data=str(fer_csv))
+
+
+def test_retrain_compares_models_on_publictest_never_privatetest(tmp_path, monkeypatch):
+    """Keeping one model over another is a choice, so it is made on PublicTest; PrivateTest is only reported."""
+    from types import SimpleNamespace
+
+    import emotion_edge.quantize as quantize_package
+    from emotion_edge.device.model.classifier import EmotionClassifier
+    from emotion_edge.systemd.deploy import split_accuracy
+    from emotion_edge.systemd.retrain import accuracy_on_public_test, quantize_candidate
+
+    data = synthetic.write_csv(tmp_path / "fer.csv", synthetic.records(per_split={"Training": 1, "PublicTest": 3,
+                                                                                   "PrivateTest": 5}))
+    classifier = EmotionClassifier(packaged_model_path())
+    public, faces = split_accuracy(classifier, str(data), "val")
+    assert faces == 7 * 3 and split_accuracy(classifier, str(data), "test")[1] == 7 * 5
+    assert accuracy_on_public_test(packaged_model_path(), str(data)) == public
+
+    parity = [SimpleNamespace(split="val", int8_accuracy=0.61), SimpleNamespace(split="test", int8_accuracy=0.72)]
+    monkeypatch.setattr(quantize_package, "quantize", lambda *args: SimpleNamespace(
+        model_path=Path("new.tflite"), failures=[], parity=parity))
+    assert quantize_candidate(Path("run"), Path("new.tflite"), None).public_test_accuracy == 0.61
