@@ -4,8 +4,11 @@ Each stage can stop the chain, and none is skipped: a model that fails the
 parity gate or scores below the deployed one on PublicTest never reaches a
 device. PublicTest, not PrivateTest: keeping one model over another is a choice,
 and choices are made on the validation split; PrivateTest stays the test set,
-measured once per final model (quantize's parity report still shows it). The stages are passed in as callables so the decisions are tested
-without TensorFlow; `_run_retrain` in systemd/cli.py wires the real ones (TensorFlow loads only there).
+measured once per final model (quantize's parity report still shows it).
+
+The stages are passed in as callables so the decisions are tested without
+TensorFlow; `_run_retrain` in systemd/cli.py wires the real ones (TensorFlow
+loads only there).
 """
 
 from __future__ import annotations

@@ -122,11 +122,13 @@ def write_ensemble(members: Sequence[str | Path], out_dir: Path, data: str | Non
     if data:
         val = _validation_split(pool, data)
         probs = [_member_probs(f, val, tta) for f in pool.files]
-        steps = forward_selection(probs, val.labels, select) if select else [(i, None) for i in range(len(probs))]
+        alone = [float(np.mean(p.argmax(1) == val.labels)) for p in probs]
         if select:
-            payload["selection"] = [{"model": str(pool.files[i]), "val_accuracy": float(np.mean(probs[i].argmax(1) == val.labels)),
+            steps = forward_selection(probs, val.labels, select)
+            payload["selection"] = [{"model": str(pool.files[i]), "val_accuracy": alone[i],
                                      "ensemble_val_accuracy_after": after} for i, after in steps]
-        pool, probs = pool.subset([i for i, _ in steps]), [probs[i] for i, _ in steps]
+            keep = [i for i, _ in steps]
+            pool, probs, alone = pool.subset(keep), [probs[i] for i in keep], [alone[i] for i in keep]
     model, config = build_ensemble(pool)
     out_dir.mkdir(parents=True, exist_ok=True)
     with replacing(out_dir / "model.keras", tmp=out_dir / "model.tmp.keras") as tmp:
@@ -134,8 +136,8 @@ def write_ensemble(members: Sequence[str | Path], out_dir: Path, data: str | Non
     write_json(out_dir / "config.json", config)
     payload["members"] = config["members"]
     if data:
-        for member, p in zip(payload["members"], probs):
-            member["val_accuracy"] = float(np.mean(p.argmax(1) == val.labels))
+        for member, accuracy in zip(payload["members"], alone):
+            member["val_accuracy"] = accuracy
         # The averaged model's output is the members' mean (Average layer), so it is not run a second time.
         metrics = write_split_reports(out_dir, "val", val.labels, np.mean(probs, axis=0), pool.labels)
         from emotion_edge.training.models import count_macs

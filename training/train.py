@@ -161,16 +161,19 @@ def _callbacks(run: Path, config: TrainConfig, state: dict):
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             accuracy = float((logs or {}).get("val_accuracy", 0.0))
-            if accuracy > state["best_val_accuracy"]:
+            best = accuracy > state["best_val_accuracy"]
+            snapshot = bool(config.snapshot_every) and (epoch + 1) % config.snapshot_every == 0
+            inference = _float32_copy(self.model, config) if best or snapshot else None  # one copy for both saves
+            if best:
                 state.update(best_val_accuracy=accuracy, best_epoch=epoch + 1, wait=0)
-                _atomic_save(_float32_copy(self.model, config), run / "model.keras")
+                _atomic_save(inference, run / "model.keras")
             else:
                 state["wait"] += 1
             state["epochs_done"] = epoch + 1
-            if config.snapshot_every and (epoch + 1) % config.snapshot_every == 0:
-                snapshot = snapshot_path(run, epoch + 1)
-                snapshot.parent.mkdir(exist_ok=True)
-                _atomic_save(_float32_copy(self.model, config), snapshot)
+            if snapshot:
+                snapshot_file = snapshot_path(run, epoch + 1)
+                snapshot_file.parent.mkdir(exist_ok=True)
+                _atomic_save(inference, snapshot_file)
             _atomic_save(self.model, run / "checkpoint.keras")
             write_json(run / "state.json", state)
             log.info("epoch %d: val_accuracy %.4f (best %.4f at %d)", epoch + 1, accuracy,
